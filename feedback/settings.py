@@ -1,0 +1,84 @@
+"""One settings object: where OncoLoop keeps its state.
+
+Everything lives under ``$ONCOLOOP_HOME`` (default ``./var``)::
+
+    var/
+      oncoloop.db     SQLite store (unless ONCOLOOP_DATABASE_URL points elsewhere)
+      models/<version>/   immutable model versions (Hugging Face layout + meta.json)
+      datasets/       training-set snapshots
+      runs/           training runs (checkpoints, logs, wandb offline files)
+      reports/<id>/   evaluation and A/B reports
+
+The store lives in this package because it is the one every other package
+already depends on and it never imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from feedback.errors import OncoLoopError
+
+HOME_ENV = "ONCOLOOP_HOME"
+DATABASE_URL_ENV = "ONCOLOOP_DATABASE_URL"
+SUBDIRS = ("models", "datasets", "runs", "reports")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Paths and URLs derived from ``$ONCOLOOP_HOME`` and ``$ONCOLOOP_DATABASE_URL``."""
+
+    home: Path
+    database_url: str
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.home / "datasets"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    def ensure_layout(self) -> "Settings":
+        """Create the home folders if missing; refuse a home that is not a folder.
+
+        Raises:
+            OncoLoopError: the home, or one of its sub-folders, exists but is a file.
+        """
+        if self.home.exists() and not self.home.is_dir():
+            raise OncoLoopError(
+                f"{HOME_ENV}={self.home} exists but is not a folder; point {HOME_ENV} at a folder "
+                "(it will be created if missing)."
+            )
+        for name in SUBDIRS:
+            sub = self.home / name
+            if sub.exists() and not sub.is_dir():
+                raise OncoLoopError(
+                    f"{sub} should be a folder but is a file: this does not look like an OncoLoop "
+                    f"home. Move the file away or point {HOME_ENV} at another folder."
+                )
+            sub.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def get_settings(env: dict[str, str] | None = None) -> Settings:
+    """Read the settings from the environment (``os.environ`` by default).
+
+    >>> s = get_settings({"ONCOLOOP_HOME": "/tmp/onco"})
+    >>> s.models_dir.as_posix(), s.database_url
+    ('/tmp/onco/models', 'sqlite:////tmp/onco/oncoloop.db')
+    """
+    env = os.environ if env is None else env
+    home = Path(env.get(HOME_ENV) or "var").expanduser().absolute()
+    url = env.get(DATABASE_URL_ENV) or f"sqlite:///{home / 'oncoloop.db'}"
+    return Settings(home=home, database_url=url)

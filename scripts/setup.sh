@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Create .venv and install OncoLoop into it (idempotent: reinstalls only when
+# pyproject.toml changed). On a CPU machine torch comes from the 2.13.0 CPU
+# wheel; on a GPU machine install your CUDA torch into .venv first and it is kept.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+stamp=.venv/.oncoloop-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing OncoLoop into .venv (a few minutes the first time)"
+  if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    .venv/bin/pip install --quiet --disable-pip-version-check "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
+  fi
+  .venv/bin/pip install --quiet --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import torch, transformers, peft, deepspeed, gradio, openai, wandb, sacrebleu, faiss, sqlalchemy, alembic" \
+    || { echo "setup: installation failed (see pip's messages above)" >&2; exit 1; }
+  echo "$want" > "$stamp"
+fi

@@ -1,0 +1,181 @@
+"""The model registry: immutable versions, movable aliases, and every move recorded.
+
+Usage::
+
+    python -m serve.registry list
+    python -m serve.registry show champion
+    python -m serve.registry alias challenger <version> --by alice --reason "A/B from Monday"
+
+Promotion and rollback with a gate report go through ``eval.promote`` /
+``eval.rollback``; this command is the registry's plain read/write interface.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from sqlalchemy import select
+
+from feedback.db import Alias, AliasMove, ModelVersion, Store, open_store, utcnow
+from feedback.errors import OncoLoopError
+from feedback.settings import get_settings
+
+ALIASES = ("champion", "challenger")
+_VERSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class Registry:
+    """Read and write the registry tables of a store."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def register(self, path: str | Path) -> ModelVersion:
+        """Register the version directory ``path`` (its name is the version id).
+
+        The directory must hold ``meta.json`` with at least ``method`` and ``base``.
+        Registering the same directory twice is a no-op; a different directory
+        under an existing id is refused, since versions never change.
+
+        Raises:
+            OncoLoopError: bad id, missing ``meta.json``, or an id already taken.
+        """
+        path = Path(path).absolute()
+        version_id = path.name
+        if not _VERSION_ID.match(version_id):
+            raise OncoLoopError(f"{version_id!r} is not a valid version id (letters, digits, '.', '_', '-').")
+        meta_file = path / "meta.json"
+        if not meta_file.is_file():
+            raise OncoLoopError(f"{path} has no meta.json: only complete version directories can be registered.")
+        try:
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise OncoLoopError(f"{meta_file} is not valid JSON ({e}); rebuild this version.") from e
+        missing = [k for k in ("method", "base") if k not in meta]
+        if missing:
+            raise OncoLoopError(f"{meta_file} lacks {', '.join(missing)}; rebuild this version.")
+        with self.store.session.begin() as s:
+            existing = s.get(ModelVersion, version_id)
+            if existing is not None:
+                if Path(existing.path) != path:
+                    raise OncoLoopError(
+                        f"version {version_id} is already registered at {existing.path}; versions are "
+                        "immutable, so give the new model another directory name."
+                    )
+                return existing
+            row = ModelVersion(
+                id=version_id, path=str(path), method=meta["method"], base=str(meta["base"]),
+                parent=meta.get("parent"), mergeable=int(meta.get("mergeable", True)), meta=meta,
+            )
+            s.add(row)
+        return row
+
+    def get(self, name: str) -> ModelVersion:
+        """The version an alias points at, or the version with that id.
+
+        Raises:
+            OncoLoopError: no such alias or version.
+        """
+        with self.store.session() as s:
+            alias = s.get(Alias, name)
+            version = s.get(ModelVersion, alias.version_id if alias else name)
+            if version is None:
+                known = ", ".join(v.id for v in s.scalars(select(ModelVersion).order_by(ModelVersion.created_at)))
+                hint = (f"known versions: {known}" if known else
+                        "no version is registered yet: run `python -m finetune.bootstrap`")
+                raise OncoLoopError(f"unknown model or version {name!r}; {hint}.")
+            return version
+
+    def resolve(self, name: str) -> str:
+        """The version id behind an alias or id."""
+        return self.get(name).id
+
+    def versions(self) -> list[ModelVersion]:
+        with self.store.session() as s:
+            return list(s.scalars(select(ModelVersion).order_by(ModelVersion.created_at)))
+
+    def aliases(self) -> dict[str, str]:
+        with self.store.session() as s:
+            return {a.name: a.version_id for a in s.scalars(select(Alias))}
+
+    def history(self, alias: str | None = None) -> list[AliasMove]:
+        """Alias moves, oldest first (all aliases when ``alias`` is None)."""
+        with self.store.session() as s:
+            q = select(AliasMove).order_by(AliasMove.id)
+            if alias:
+                q = q.where(AliasMove.alias == alias)
+            return list(s.scalars(q))
+
+    def set_alias(self, alias: str, version: str, actor: str, reason: str, report: str | None = None) -> AliasMove:
+        """Point ``alias`` at ``version`` and record the move in the same transaction.
+
+        Raises:
+            OncoLoopError: unknown alias name or version, or no reason given.
+        """
+        if alias not in ALIASES:
+            raise OncoLoopError(f"unknown alias {alias!r}; use one of {', '.join(ALIASES)}.")
+        if not reason.strip():
+            raise OncoLoopError("every alias move needs a reason (--reason).")
+        version_id = self.resolve(version)
+        with self.store.session.begin() as s:
+            row = s.get(Alias, alias)
+            move = AliasMove(alias=alias, from_version=row.version_id if row else None, to_version=version_id,
+                             actor=actor, reason=reason, report=report, moved_at=utcnow())
+            if row is None:
+                s.add(Alias(name=alias, version_id=version_id, updated_at=utcnow()))
+            else:
+                row.version_id, row.updated_at = version_id, utcnow()
+            s.add(move)
+        return move
+
+
+def _print_version(v: ModelVersion, aliases: dict[str, str]) -> None:
+    names = [a for a, vid in aliases.items() if vid == v.id]
+    print(f"{v.id}  method={v.method}  parent={v.parent or '-'}  created={v.created_at:%Y-%m-%d %H:%M}"
+          + (f"  [{', '.join(names)}]" if names else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serve.registry", description="The model registry.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="versions and the aliases pointing at them")
+    show = sub.add_parser("show", help="one version's meta.json and alias history")
+    show.add_argument("name", help="version id or alias")
+    al = sub.add_parser("alias", help="move an alias (recorded)")
+    al.add_argument("alias", choices=ALIASES)
+    al.add_argument("version")
+    al.add_argument("--by", required=True, help="who moves it")
+    al.add_argument("--reason", required=True)
+    args = parser.parse_args(argv)
+
+    try:
+        registry = Registry(open_store(get_settings()))
+        if args.command == "list":
+            aliases = registry.aliases()
+            versions = registry.versions()
+            for v in versions:
+                _print_version(v, aliases)
+            if not versions:
+                print("no versions yet: run `python -m finetune.bootstrap`")
+        elif args.command == "show":
+            v = registry.get(args.name)
+            print(json.dumps({"id": v.id, "path": v.path, "meta": v.meta}, indent=2, default=str))
+            for m in registry.history():
+                if v.id in (m.to_version, m.from_version):
+                    print(f"{m.moved_at:%Y-%m-%d %H:%M} {m.alias}: {m.from_version or '-'} -> {m.to_version}"
+                          f" by {m.actor}: {m.reason}")
+        elif args.command == "alias":
+            move = registry.set_alias(args.alias, args.version, args.by, args.reason)
+            print(f"{move.alias}: {move.from_version or '-'} -> {move.to_version}")
+    except OncoLoopError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Shared fixtures: every test gets its own $ONCOLOOP_HOME; nothing reaches a hub."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+
+@pytest.fixture(autouse=True)
+def oncoloop_home(tmp_path, monkeypatch) -> Path:
+    """A fresh, empty OncoLoop home for each test (settings read it from the environment)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("ONCOLOOP_HOME", str(home))
+    monkeypatch.delenv("ONCOLOOP_DATABASE_URL", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def bundled_model() -> Path:
+    """The shipped tiny base model (built by `python -m finetune.bootstrap --rebuild --out ...`)."""
+    path = REPO / "assets" / "tiny-oncology-llama"
+    assert (path / "meta.json").is_file(), "the shipped tiny model is missing; rebuild it with finetune.bootstrap"
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> Path:
+    """A throwaway tiny LLaMA (a few steps on 20 seed records, ~40k parameters) with the
+    project's tokenizer and chat template: for tests that need *a* model, fast."""
+    import json
+
+    from finetune.bootstrap import BootstrapConfig, build
+    from finetune.data import load_jsonl
+
+    root = tmp_path_factory.mktemp("tiny_base")
+    data = root / "seed20.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in load_jsonl(REPO / "data" / "oncology_seed.jsonl")[:20]))
+    cfg = BootstrapConfig(data=str(data), vocab_size=400, hidden_size=32, intermediate_size=64, num_layers=2,
+                          num_heads=2, num_kv_heads=2, max_steps=3, batch_size=4, eval_questions=2,
+                          max_new_tokens=4)
+    build(cfg, root / "model")
+    return root / "model"
