@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export ONCOLOOP_HOME=${ONCOLOOP_HOME:-$PWD/var}
 .venv/bin/python -m finetune.bootstrap
-.venv/bin/python -m serve.ask "${1:-What are the warning signs of malignant spinal cord compression?}"
+.venv/bin/python -m serve.ask "${1:-How is tumour lysis syndrome prevented?}"

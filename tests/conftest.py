@@ -44,6 +44,6 @@ def tiny_base(tmp_path_factory) -> Path:
     data.write_text("".join(json.dumps(r) + "\n" for r in load_jsonl(REPO / "data" / "oncology_seed.jsonl")[:20]))
     cfg = BootstrapConfig(data=str(data), vocab_size=400, hidden_size=32, intermediate_size=64, num_layers=2,
                           num_heads=2, num_kv_heads=2, max_steps=3, batch_size=4, eval_questions=2,
-                          max_new_tokens=4)
+                          max_new_tokens=4, eval_every_epochs=0)
     build(cfg, root / "model")
     return root / "model"
