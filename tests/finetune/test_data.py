@@ -41,6 +41,7 @@ def _key(record):
     return " ".join((record["instruction"] + " " + record.get("input", "")).lower().split())
 
 
+@pytest.mark.slow
 def test_no_eval_or_safety_item_duplicates_a_seed_item():
     from finetune.embed import nearest
 

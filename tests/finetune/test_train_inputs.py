@@ -1,0 +1,97 @@
+"""Bad input stops before training with a message that says what to do; batching is correct."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from finetune.batching import IGNORE, PadCollator, encode_records, length_grouped_order, make_collator
+from finetune.train import main
+
+from .train_helpers import overrides, small_data
+
+
+def _run(tmp_path, base, capsys, data=None, **extra):
+    data = data or small_data(tmp_path / "data.jsonl")
+    code = main(["--config", "configs/lora/tiny_cpu.yaml", *overrides(base, data, tmp_path / "run", **extra)])
+    err = capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoint-1").exists() and not (tmp_path / "run" / "final").exists()
+    return code, err
+
+
+@pytest.mark.parametrize("content,message", [
+    ("", "empty file"),
+    ('{"instruction": "q", "output": "a"}\nnot json\n', ".jsonl:2: invalid JSON"),
+    ('{"instruction": "q", "output": ""}\n', "field 'output' must be a non-empty string"),
+])
+def test_bad_data_is_refused(tmp_path, tiny_base, capsys, content, message):
+    data = tmp_path / "bad.jsonl"
+    data.write_text(content)
+    code, err = _run(tmp_path, tiny_base, capsys, data=data)
+    assert code == 2 and err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_missing_data_file_and_base_are_refused(tmp_path, tiny_base, capsys):
+    code, err = _run(tmp_path, tiny_base, capsys, data=tmp_path / "nope.jsonl")
+    assert code == 2 and "file not found" in err
+    code, err = _run(tmp_path, tmp_path / "no-such-model", capsys)
+    assert code == 2 and "neither an existing directory nor a registered version" in err
+    code, err = _run(tmp_path, "champion", capsys)
+    assert code == 2 and "python -m finetune.bootstrap" in err  # empty registry says how to get a base
+
+
+@pytest.mark.parametrize("extra,message", [
+    ({"method": "rlhf"}, "unknown method 'rlhf'"),
+    ({"optimizer": "sgd"}, "unknown optimizer 'sgd'"),
+    ({"precision": "fp16"}, "fp16 needs a CUDA GPU"),
+    ({"deepspeed": "configs/deepspeed/zero7.json"}, "not found"),
+    ({"max_seq_len": 20}, "no record keeps a response token within max_seq_len=20"),
+    ({"lora_target_modules": "qkv"}, "lora_target_modules qkv are not modules of this model"),
+])
+def test_bad_config_is_refused_before_training(tmp_path, tiny_base, capsys, extra, message):
+    code, err = _run(tmp_path, tiny_base, capsys, **extra)
+    assert code == 2 and message in err, err
+
+
+def test_loss_is_on_response_tokens_only(tiny_base):
+    from transformers import AutoTokenizer
+
+    from finetune.prompt import format_prompt
+
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    record = {"instruction": "Define neutropenia.", "input": "ANC 0.4", "output": "A low neutrophil count."}
+    (example,) = encode_records([record], tok, 512)
+    prompt_len = len(tok(format_prompt(record["instruction"], record["input"]), add_special_tokens=False)["input_ids"])
+    assert example["labels"][:prompt_len] == [IGNORE] * prompt_len
+    response = example["labels"][prompt_len:]
+    assert tok.decode(response[:-1]) == record["output"] and response[-1] == tok.eos_token_id
+    assert example["input_ids"][prompt_len:] == response
+
+
+def test_length_grouping_puts_similar_lengths_together():
+    lengths = [50, 3, 48, 4, 20, 22, 5, 49]
+    order = length_grouped_order(lengths, 2, seed=1)
+    batches = [sorted(lengths[i] for i in order[k:k + 2]) for k in range(0, len(order), 2)]
+    assert sorted(order) == list(range(8))
+    assert sorted(batches) == [[3, 4], [5, 20], [22, 48], [49, 50]]
+
+
+def test_packing_gives_the_same_loss_as_padding(tiny_base):
+    """Packed rows (position ids restarting per sequence) must not attend across sequences."""
+    import torch
+
+    from finetune.methods import load_base
+    from finetune.train_config import TrainConfig
+
+    model, tok, _ = load_base(TrainConfig(base=str(tiny_base)))  # as training loads it: use_cache=False
+    model.eval()
+    records = [json.loads(line) for line in (small_data(tiny_base.parent / "pack.jsonl", 3)).read_text().splitlines()]
+    examples = encode_records(records, tok, 160)
+    padded = PadCollator(tok.pad_token_id)(examples)
+    packed = make_collator("packing", tok.pad_token_id)(examples)
+    assert packed["input_ids"].shape[0] == 1 and (packed["position_ids"] == 0).sum() == 3
+    with torch.no_grad():
+        loss_padded = model(**padded).loss
+        loss_packed = model(**packed).loss
+    assert torch.allclose(loss_padded, loss_packed, atol=1e-5)
