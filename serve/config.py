@@ -1,0 +1,42 @@
+"""The gateway's configuration: one typed dataclass, loaded like every other OncoLoop config.
+
+``python -m serve --config my.yaml key=value ...`` reads it with ``finetune.config.load_config``;
+``configs/serve/cpu.yaml`` is the shipped example.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+VLLM_VENV_ENV = "ONCOLOOP_VLLM_VENV"
+DEFAULT_VLLM_VENV = "~/.cache/oncoloop/vllm-cpu-venv"
+
+
+@dataclass
+class ServeConfig:
+    """How the gateway listens, which engine serves the versions, and how it routes."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    engine: str = "auto"  # auto | vllm | transformers (auto: CUDA GPU and vllm importable -> vllm)
+    engine_host: str = "127.0.0.1"  # engines listen here, on free ports chosen at start
+    challenger_share: float = 0.1  # share of conversations the challenger answers (A/B); 0 turns A/B off
+    poll_interval_s: float = 2.0  # how often the registry is read for alias moves
+    engine_start_timeout_s: float = 300.0  # a new engine must answer within this, or the swap is abandoned
+    drain_timeout_s: float = 600.0  # in-flight streams on a replaced engine get this long to finish
+    request_timeout_s: float = 600.0  # one engine request (a whole stream) at most
+    restart_backoff_s: float = 2.0  # wait before restarting an engine that died
+    vllm_venv: str = ""  # the vllm-cpu virtual environment; empty: $ONCOLOOP_VLLM_VENV or the default
+    vllm_dtype: str = "auto"  # vllm casts fp32 checkpoints to bf16 unless "float32"
+    vllm_kvcache_gib: int = 1  # VLLM_CPU_KVCACHE_SPACE on CPU
+    vllm_max_model_len: int = 0  # 0: the checkpoint's max_position_embeddings
+    vllm_enforce_eager: bool = False  # skip torch.compile: starts ~1.5 min sooner on CPU, decodes slower
+    transformers_continuous_batching: bool = False  # costs ~7.6 GiB RAM even for a tiny model
+    keep_alive_s: float = 75.0  # idle client connections stay open this long (uvicorn's 5 s races busy clients)
+    log_dir: str = ""  # engine logs; empty: $ONCOLOOP_HOME/runs/serve
+
+    def vllm_venv_path(self) -> Path:
+        """The vllm-cpu venv: the config field, else ``$ONCOLOOP_VLLM_VENV``, else the default."""
+        return Path(self.vllm_venv or os.environ.get(VLLM_VENV_ENV) or DEFAULT_VLLM_VENV).expanduser()

@@ -1,0 +1,113 @@
+"""A real gateway (``python -m serve``) over real engine processes, in its own OncoLoop home."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from feedback.db import open_store
+from feedback.settings import get_settings
+from serve.engines import free_port
+from serve.registry import Registry
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Gateway:
+    """``python -m serve`` as a subprocess; stopped (with its engines) by :meth:`stop`."""
+
+    def __init__(self, home: Path, *args: str, env: dict | None = None):
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = home / "gateway.log"
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "serve", "--port", str(self.port), *args], cwd=REPO, stdout=out,
+                stderr=subprocess.STDOUT, env={**os.environ, "ONCOLOOP_HOME": str(home), **(env or {})},
+                start_new_session=True)
+
+    def wait(self, until, timeout: float = 600.0, what: str = "the gateway to be ready") -> dict:
+        """Poll ``/ready`` until ``until(state)`` holds; fail with the gateway's log otherwise."""
+        deadline = time.monotonic() + timeout
+        state: dict = {}
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"the gateway exited:\n{self.log.read_text()[-3000:]}"
+            try:
+                state = httpx.get(f"{self.url}/ready", timeout=5).json()
+                if until(state):
+                    return state
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"timed out waiting for {what}; last state {state}\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def registry_at(home: Path) -> Registry:
+    return Registry(open_store(get_settings({"ONCOLOOP_HOME": str(home)})))
+
+
+def add_version(home: Path, source: Path, name: str) -> Path:
+    """Copy a model directory in as version ``name`` and register it."""
+    target = home / "models" / name
+    shutil.copytree(source, target)
+    registry_at(home).register(target)
+    return target
+
+
+def ptuning_adapter(base: Path, out: Path) -> Path:
+    """A P-tuning adapter on ``base`` saved as a version directory (``mergeable: false``)."""
+    from peft import PromptEncoderConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype="float32")
+    config = PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=4, encoder_hidden_size=16)
+    get_peft_model(model, config).save_pretrained(out)
+    (out / "meta.json").write_text(json.dumps({"method": "ptuning", "base": str(base), "mergeable": False}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def served_home(tmp_path_factory, tiny_base) -> Path:
+    """A home with v1 (champion), v2 (challenger: a P-tuning adapter on v1, served by the adapter engine)
+    and v3 (registered, not served), all tiny."""
+    home = tmp_path_factory.mktemp("serve") / "home"
+    v1 = add_version(home, tiny_base, "v1")
+    ptuning_adapter(v1, home / "models" / "v2")
+    registry_at(home).register(home / "models" / "v2")
+    add_version(home, tiny_base, "v3")
+    registry = registry_at(home)
+    registry.set_alias("champion", "v1", "test", "first")
+    registry.set_alias("challenger", "v2", "test", "A/B")
+    return home
+
+
+@pytest.fixture(scope="module")
+def gateway(served_home):
+    """The gateway over the transformers engine (v1) and the adapter engine (v2), half the conversations to the challenger."""
+    gw = Gateway(served_home, "--engine", "transformers", "challenger_share=0.5", "poll_interval_s=0.5",
+                 "restart_backoff_s=0.5", "drain_timeout_s=60")
+    try:
+        gw.wait(lambda s: s.get("routes") == {"champion": "v1", "challenger": "v2"}
+                and all(e["state"] == "ready" for e in s["engines"].values()))
+        yield gw
+    finally:
+        gw.stop()
