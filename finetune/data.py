@@ -82,8 +82,9 @@ def record_problems(record: object, schema: str) -> list[str]:
             problems.append(f"field '{name}' must be a string, got {type(value).__name__}")
         elif required and not value.strip():
             problems.append(f"field '{name}' must be a non-empty string")
-    if schema == "safety" and record.get("category") not in SAFETY_CATEGORIES and isinstance(record.get("category"), str) and record.get("category"):
-        problems.append(f"unknown category {record['category']!r}; use one of {', '.join(SAFETY_CATEGORIES)}")
+    category = record.get("category")
+    if schema == "safety" and isinstance(category, str) and category and category not in SAFETY_CATEGORIES:
+        problems.append(f"unknown category {category!r}; use one of {', '.join(SAFETY_CATEGORIES)}")
     meta = record.get("meta", {})
     if not isinstance(meta, dict):
         problems.append(f"field 'meta' must be an object, got {type(meta).__name__}")

@@ -22,7 +22,8 @@ def tiny_config(tmp_path, **overrides) -> BootstrapConfig:
     data = tmp_path / "seed20.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in load_jsonl(SEED)[:20]))
     fields = dict(data=str(data), vocab_size=400, hidden_size=32, intermediate_size=64, num_layers=1,
-                  num_heads=2, num_kv_heads=2, max_steps=3, batch_size=4, eval_questions=2, max_new_tokens=4, eval_every_epochs=0)
+                  num_heads=2, num_kv_heads=2, max_steps=3, batch_size=4, eval_questions=2, max_new_tokens=4,
+                  eval_every_epochs=0)
     return BootstrapConfig(**{**fields, **overrides})
 
 
