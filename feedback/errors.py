@@ -1,4 +1,8 @@
-"""The one exception type for errors a user can cause and fix."""
+"""The one exception type for errors a user can cause and fix, and how commands report it."""
+
+import functools
+import sys
+from collections.abc import Callable
 
 
 class OncoLoopError(Exception):
@@ -7,3 +11,18 @@ class OncoLoopError(Exception):
     Command-line entry points catch it, print the message without a traceback
     and exit with status 2.
     """
+
+
+def cli_command(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+    """Wrap a command's ``main(argv) -> int``: an OncoLoopError is printed as ``error: ...``
+    on stderr, without a traceback, and the command exits with status 2."""
+
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except OncoLoopError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+
+    return run

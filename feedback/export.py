@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from feedback.dedup import THRESHOLDS, Embedder, contaminated, keep_unique, lexical_embed, normalise
-from feedback.errors import OncoLoopError
+from feedback.errors import OncoLoopError, cli_command
 from feedback.records import MessageFacts, ab_pairs, message_records
 from feedback.scrub import scrub, scrub_record
 from feedback.store import FeedbackStore, as_utc
@@ -176,6 +176,7 @@ def choose_embedder(name: str) -> tuple[Embedder, str]:
         return lexical_embed, "lexical"
 
 
+@cli_command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m feedback.export", description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, type=Path, help="Alpaca JSONL to write")
@@ -187,14 +188,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="well-rated answers need a reviewer's approval too, not only corrections")
     args = parser.parse_args(argv)
 
-    try:
-        since = parse_since(args.since)
-        embed, name = choose_embedder(args.embedder)
-        result = export(FeedbackStore.open(), args.out, args.pairs, since, args.eval_dir, embed, name,
-                        args.reviewed_only)
-    except OncoLoopError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    since = parse_since(args.since)
+    embed, name = choose_embedder(args.embedder)
+    result = export(FeedbackStore.open(), args.out, args.pairs, since, args.eval_dir, embed, name,
+                    args.reviewed_only)
     print(f"{result.out}: {result.records} records, sha256 {result.records_sha256}")
     print(f"{result.pairs_out}: {result.pairs} pairs, sha256 {result.pairs_sha256}")
     print("removed: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in result.removed.items())

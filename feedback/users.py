@@ -17,10 +17,11 @@ import argparse
 import sys
 
 from feedback.db import ROLES
-from feedback.errors import OncoLoopError
+from feedback.errors import cli_command
 from feedback.store import FeedbackStore
 
 
+@cli_command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m feedback.users", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -33,24 +34,20 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser(name, help=f"{name} an account (its history stays)").add_argument("username")
     args = parser.parse_args(argv)
 
-    try:
-        store = FeedbackStore.open()
-        if args.command == "add":
-            account = store.add_user(args.username, args.password, args.role)
-            print(f"added {account.username} ({account.role})")
-        elif args.command == "list":
-            users = store.list_users()
-            for u in users:
-                print(f"{u.username:<24} {u.role:<10} {'disabled' if u.disabled else 'active':<8} "
-                      f"{u.created_at:%Y-%m-%d}")
-            if not users:
-                print("no users yet: add one with `python -m feedback.users add`")
-        else:
-            store.set_disabled(args.username, args.command == "disable")
-            print(f"{args.command}d {args.username}")
-    except OncoLoopError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    store = FeedbackStore.open()
+    if args.command == "add":
+        account = store.add_user(args.username, args.password, args.role)
+        print(f"added {account.username} ({account.role})")
+    elif args.command == "list":
+        users = store.list_users()
+        for u in users:
+            print(f"{u.username:<24} {u.role:<10} {'disabled' if u.disabled else 'active':<8} "
+                  f"{u.created_at:%Y-%m-%d}")
+        if not users:
+            print("no users yet: add one with `python -m feedback.users add`")
+    else:
+        store.set_disabled(args.username, args.command == "disable")
+        print(f"{args.command}d {args.username}")
     return 0
 
 

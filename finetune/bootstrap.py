@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedback.errors import OncoLoopError
+from feedback.errors import OncoLoopError, cli_command
 from feedback.settings import get_settings
 from finetune.config import config_dict, load_config
 from finetune.data import load_jsonl
@@ -295,6 +295,7 @@ def install(source: Path, actor: str = "bootstrap") -> str:
     return version
 
 
+@cli_command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m finetune.bootstrap", description=__doc__.splitlines()[0])
     parser.add_argument("--rebuild", action="store_true", help="train from scratch instead of installing the shipped model")
@@ -302,27 +303,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="with --rebuild: save here and do not register")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. epochs=2")
     args = parser.parse_args(argv)
-    try:
-        if not args.rebuild:
-            if args.overrides or args.out:
-                raise OncoLoopError("config overrides and --out only apply with --rebuild.")
-            if not (BUNDLED / "meta.json").is_file():
-                raise OncoLoopError(f"the shipped model is missing from {BUNDLED}; run with --rebuild.")
-            install(BUNDLED)
-            return 0
-        cfg = load_config(BootstrapConfig, args.config, args.overrides)
-        if args.out:
-            meta = build(cfg, args.out)
-            print(f"bootstrap: saved to {args.out} (weights {meta['weights_sha256'][:12]})")
-            return 0
-        settings = get_settings().ensure_layout()
-        staging = settings.runs_dir / f"bootstrap-{cfg.seed}"
-        build(cfg, staging)
-        install(staging)
-        shutil.rmtree(staging, ignore_errors=True)
-    except OncoLoopError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if not args.rebuild:
+        if args.overrides or args.out:
+            raise OncoLoopError("config overrides and --out only apply with --rebuild.")
+        if not (BUNDLED / "meta.json").is_file():
+            raise OncoLoopError(f"the shipped model is missing from {BUNDLED}; run with --rebuild.")
+        install(BUNDLED)
+        return 0
+    cfg = load_config(BootstrapConfig, args.config, args.overrides)
+    if args.out:
+        meta = build(cfg, args.out)
+        print(f"bootstrap: saved to {args.out} (weights {meta['weights_sha256'][:12]})")
+        return 0
+    settings = get_settings().ensure_layout()
+    staging = settings.runs_dir / f"bootstrap-{cfg.seed}"
+    build(cfg, staging)
+    install(staging)
+    shutil.rmtree(staging, ignore_errors=True)
     return 0
 
 

@@ -31,7 +31,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from feedback.errors import OncoLoopError
+from feedback.errors import OncoLoopError, cli_command
 from finetune.data import TOPICS, load_jsonl, record_problems, write_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
@@ -310,6 +310,7 @@ def generate(base_url: str, model: str, n: int, topics: list[str] | None = None,
     return kept, stats
 
 
+@cli_command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m finetune.generate", description=__doc__.splitlines()[0])
     parser.add_argument("--base-url", required=True, help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
@@ -326,21 +327,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--dedup", choices=("embed", "lexical"), default="embed")
     args = parser.parse_args(argv)
-    try:
-        if args.n < 1:
-            raise OncoLoopError("--n must be at least 1.")
-        records, stats = generate(args.base_url, args.model, args.n, args.topics, args.seed_file, args.few_shot,
-                                  args.retries, args.backoff, args.max_requests, args.temperature,
-                                  args.max_tokens, dedup=args.dedup)
-        print(f"generate: {stats.summary()}")
-        if not records:
-            raise OncoLoopError(
-                f"{args.model} produced no usable record ({stats.summary()}); nothing written. Last answer: "
-                f"{stats.last_invalid!r}. Use a stronger instruction-following model or raise --max-tokens.")
-        digest = write_jsonl(records, args.out)
-    except OncoLoopError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.n < 1:
+        raise OncoLoopError("--n must be at least 1.")
+    records, stats = generate(args.base_url, args.model, args.n, args.topics, args.seed_file, args.few_shot,
+                              args.retries, args.backoff, args.max_requests, args.temperature,
+                              args.max_tokens, dedup=args.dedup)
+    print(f"generate: {stats.summary()}")
+    if not records:
+        raise OncoLoopError(
+            f"{args.model} produced no usable record ({stats.summary()}); nothing written. Last answer: "
+            f"{stats.last_invalid!r}. Use a stronger instruction-following model or raise --max-tokens.")
+    digest = write_jsonl(records, args.out)
     print(f"generate: wrote {len(records)} records to {args.out} (sha256 {digest[:12]}); review them before training")
     return 0
 

@@ -27,7 +27,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedback.errors import OncoLoopError
+from feedback.errors import OncoLoopError, cli_command
 from feedback.settings import get_settings
 from finetune.prompt import CHAT_TEMPLATE
 
@@ -299,6 +299,7 @@ def _check_shapes(run: RunOutput, base: Base) -> None:
                             f"{base.path} has {hidden}; pass the base it was trained on (--base).")
 
 
+@cli_command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m finetune.merge", description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", required=True, type=Path, help="the training run's final/ directory")
@@ -306,11 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", help="new version id (default: <method>-<UTC time>)")
     parser.add_argument("--register", action="store_true", help="register the version (no alias moves)")
     args = parser.parse_args(argv)
-    try:
-        target = create_version(args.adapter, args.base, args.version, args.register)
-    except OncoLoopError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    target = create_version(args.adapter, args.base, args.version, args.register)
     meta = json.loads((target / "meta.json").read_text(encoding="utf-8"))
     kind = {"lora": "LoRA merged into its base", "full": "standalone copy of the full fine-tune"}.get(
         meta["method"], "adapter version (unmergeable, served on its base)")

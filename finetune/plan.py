@@ -35,7 +35,7 @@ import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from feedback.errors import OncoLoopError
+from feedback.errors import OncoLoopError, cli_command
 from finetune.config import load_config
 from finetune.train_config import TrainConfig
 
@@ -369,6 +369,7 @@ def _count_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+@cli_command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m finetune.plan", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, type=Path, help="a training config (configs/<method>/*.yaml)")
@@ -382,18 +383,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", type=_count_arg, help="total parameters, e.g. 7B (overrides the count)")
     parser.add_argument("--json", action="store_true", help="print the estimates as JSON (bytes)")
     args = parser.parse_args(argv)
-    try:
-        if args.gpus < 1 or args.nodes < 1 or args.gpus % args.nodes:
-            raise OncoLoopError("--gpus must be a positive multiple of --nodes.")
-        cfg = load_config(TrainConfig, args.config, args.overrides)
-        sizes = {"hidden": args.hidden, "layers": args.layers, "intermediate": args.intermediate,
-                 "vocab": args.vocab, "heads": args.heads, "kv_heads": args.kv_heads, "params": args.params}
-        shape = resolve_shape(cfg.base, sizes)
-        estimates = plan(shape, cfg, args.gpus, args.nodes)
-        ds = deepspeed_choice(cfg.deepspeed)
-    except OncoLoopError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.gpus < 1 or args.nodes < 1 or args.gpus % args.nodes:
+        raise OncoLoopError("--gpus must be a positive multiple of --nodes.")
+    cfg = load_config(TrainConfig, args.config, args.overrides)
+    sizes = {"hidden": args.hidden, "layers": args.layers, "intermediate": args.intermediate,
+             "vocab": args.vocab, "heads": args.heads, "kv_heads": args.kv_heads, "params": args.params}
+    shape = resolve_shape(cfg.base, sizes)
+    estimates = plan(shape, cfg, args.gpus, args.nodes)
+    ds = deepspeed_choice(cfg.deepspeed)
     if args.json:
         print(json.dumps([{**asdict(e), "total": e.total} for e in estimates], indent=1))
         return 0

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from feedback.errors import OncoLoopError
+from feedback.errors import cli_command
 from finetune.config import config_dict, load_config
 from finetune.train_config import TrainConfig
 
@@ -117,17 +117,14 @@ def train(cfg: TrainConfig) -> Path:
     return final_dir
 
 
+@cli_command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m finetune.train", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True, help="a YAML file under configs/<method>/")
     parser.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)  # set by `deepspeed`
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. max_steps=10 optimizer=lion")
     args = parser.parse_args(argv)
-    try:
-        train(load_config(TrainConfig, args.config, args.overrides))
-    except OncoLoopError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    train(load_config(TrainConfig, args.config, args.overrides))
     return 0
 
 

@@ -16,10 +16,11 @@ import logging
 import sys
 from pathlib import Path
 
-from feedback.errors import OncoLoopError
+from feedback.errors import OncoLoopError, cli_command
 from feedback.settings import get_settings
 
 
+@cli_command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serve", description=__doc__.splitlines()[0])
     parser.add_argument("--host", help="listen address (default 127.0.0.1)")
@@ -31,38 +32,34 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    try:
-        import uvicorn
+    import uvicorn
 
-        from feedback.db import open_store
-        from finetune.config import load_config
-        from serve.config import ServeConfig
-        from serve.engines import choose_engine
-        from serve.gateway import create_app
-        from serve.pool import EnginePool
-        from serve.registry import Registry
+    from feedback.db import open_store
+    from finetune.config import load_config
+    from serve.config import ServeConfig
+    from serve.engines import choose_engine
+    from serve.gateway import create_app
+    from serve.pool import EnginePool
+    from serve.registry import Registry
 
-        overrides = list(args.overrides) + [f"{k}={v}" for k, v in
-                                            (("host", args.host), ("port", args.port), ("engine", args.engine))
-                                            if v is not None]
-        cfg = load_config(ServeConfig, args.config, overrides)
-        if not 0.0 <= cfg.challenger_share <= 1.0:
-            raise OncoLoopError(f"challenger_share must lie between 0 and 1, not {cfg.challenger_share}.")
-        settings = get_settings()
-        registry = Registry(open_store(settings))
-        if "champion" not in registry.aliases():
-            raise OncoLoopError("no champion to serve: run `python -m finetune.bootstrap` or move the alias "
-                                "with `python -m serve.registry alias champion <version>`.")
-        kind = choose_engine(cfg.engine)
-        log_dir = Path(cfg.log_dir) if cfg.log_dir else settings.runs_dir / "serve"
-        pool = EnginePool(registry, cfg, kind, log_dir)
-        print(f"serve: {kind} engines, gateway on http://{cfg.host}:{cfg.port}/v1 (engine logs in {log_dir})",
-              flush=True)
-        uvicorn.run(create_app(pool), host=cfg.host, port=cfg.port, log_level="warning",
-                    timeout_keep_alive=int(cfg.keep_alive_s))
-    except OncoLoopError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    overrides = list(args.overrides) + [f"{k}={v}" for k, v in
+                                        (("host", args.host), ("port", args.port), ("engine", args.engine))
+                                        if v is not None]
+    cfg = load_config(ServeConfig, args.config, overrides)
+    if not 0.0 <= cfg.challenger_share <= 1.0:
+        raise OncoLoopError(f"challenger_share must lie between 0 and 1, not {cfg.challenger_share}.")
+    settings = get_settings()
+    registry = Registry(open_store(settings))
+    if "champion" not in registry.aliases():
+        raise OncoLoopError("no champion to serve: run `python -m finetune.bootstrap` or move the alias "
+                            "with `python -m serve.registry alias champion <version>`.")
+    kind = choose_engine(cfg.engine)
+    log_dir = Path(cfg.log_dir) if cfg.log_dir else settings.runs_dir / "serve"
+    pool = EnginePool(registry, cfg, kind, log_dir)
+    print(f"serve: {kind} engines, gateway on http://{cfg.host}:{cfg.port}/v1 (engine logs in {log_dir})",
+          flush=True)
+    uvicorn.run(create_app(pool), host=cfg.host, port=cfg.port, log_level="warning",
+                timeout_keep_alive=int(cfg.keep_alive_s))
     return 0
 
 

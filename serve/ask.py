@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from feedback.errors import OncoLoopError
+from feedback.errors import cli_command
 from finetune.prompt import to_messages
 
 NOTICE = ("OncoLoop supports clinicians' decisions; it does not replace clinical judgement. "
@@ -47,6 +47,7 @@ def load(path: str | Path):
     return tokenizer, model
 
 
+@cli_command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serve.ask", description=__doc__.splitlines()[0])
     parser.add_argument("question")
@@ -57,16 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.question.strip():
         print("error: the question is empty; type an oncology question.", file=sys.stderr)
         return 2
-    try:
-        from feedback.db import open_store
-        from serve.registry import Registry
+    from feedback.db import open_store
+    from serve.registry import Registry
 
-        version = Registry(open_store()).get(args.model)
-        tokenizer, model = load(version.path)
-        [answer] = greedy_answers(model, tokenizer, [to_messages(args.question, args.input)], args.max_new_tokens)
-    except OncoLoopError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    version = Registry(open_store()).get(args.model)
+    tokenizer, model = load(version.path)
+    [answer] = greedy_answers(model, tokenizer, [to_messages(args.question, args.input)], args.max_new_tokens)
     print(f"Q: {args.question}")
     print(f"A ({version.id}): {answer}")
     print(f"\n{NOTICE}")

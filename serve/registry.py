@@ -21,7 +21,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from feedback.db import Alias, AliasMove, ModelVersion, Store, open_store, utcnow
-from feedback.errors import OncoLoopError
+from feedback.errors import OncoLoopError, cli_command
 from feedback.settings import get_settings
 
 ALIASES = ("champion", "challenger")
@@ -139,6 +139,7 @@ def _print_version(v: ModelVersion, aliases: dict[str, str]) -> None:
           + (f"  [{', '.join(names)}]" if names else ""))
 
 
+@cli_command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serve.registry", description="The model registry.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,28 +153,24 @@ def main(argv: list[str] | None = None) -> int:
     al.add_argument("--reason", required=True)
     args = parser.parse_args(argv)
 
-    try:
-        registry = Registry(open_store(get_settings()))
-        if args.command == "list":
-            aliases = registry.aliases()
-            versions = registry.versions()
-            for v in versions:
-                _print_version(v, aliases)
-            if not versions:
-                print("no versions yet: run `python -m finetune.bootstrap`")
-        elif args.command == "show":
-            v = registry.get(args.name)
-            print(json.dumps({"id": v.id, "path": v.path, "meta": v.meta}, indent=2, default=str))
-            for m in registry.history():
-                if v.id in (m.to_version, m.from_version):
-                    print(f"{m.moved_at:%Y-%m-%d %H:%M} {m.alias}: {m.from_version or '-'} -> {m.to_version}"
-                          f" by {m.actor}: {m.reason}")
-        elif args.command == "alias":
-            move = registry.set_alias(args.alias, args.version, args.by, args.reason)
-            print(f"{move.alias}: {move.from_version or '-'} -> {move.to_version}")
-    except OncoLoopError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    registry = Registry(open_store(get_settings()))
+    if args.command == "list":
+        aliases = registry.aliases()
+        versions = registry.versions()
+        for v in versions:
+            _print_version(v, aliases)
+        if not versions:
+            print("no versions yet: run `python -m finetune.bootstrap`")
+    elif args.command == "show":
+        v = registry.get(args.name)
+        print(json.dumps({"id": v.id, "path": v.path, "meta": v.meta}, indent=2, default=str))
+        for m in registry.history():
+            if v.id in (m.to_version, m.from_version):
+                print(f"{m.moved_at:%Y-%m-%d %H:%M} {m.alias}: {m.from_version or '-'} -> {m.to_version}"
+                      f" by {m.actor}: {m.reason}")
+    elif args.command == "alias":
+        move = registry.set_alias(args.alias, args.version, args.by, args.reason)
+        print(f"{move.alias}: {move.from_version or '-'} -> {move.to_version}")
     return 0
 
 
