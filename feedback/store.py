@@ -93,7 +93,7 @@ class MessageView:
     error: str | None
     model_version: str | None
     latency_ms: int | None
-    guard_actions: list | None
+    guard_actions: list[str]  # what the gateway's clinical guard did (serve/guard.py); [] when nothing
     created_at: dt.datetime
 
     @property
@@ -114,7 +114,7 @@ class QueueItem:
     thumbs: int | None
     score: int | None
     model_version: str | None
-    guard_actions: list | None
+    guard_actions: list[str]
     rater: str
     created_at: dt.datetime
 
@@ -133,7 +133,7 @@ class ApprovedAnswer:
 
 def _view(m: Message) -> MessageView:
     return MessageView(m.id, m.conversation_id, m.question, m.answer, m.error, m.model_version, m.latency_ms,
-                       m.guard_actions, m.created_at)
+                       list(m.guard_actions or []), m.created_at)
 
 
 class FeedbackStore:
@@ -256,12 +256,18 @@ class FeedbackStore:
             return msg.id
 
     def record_answer(self, message_id: int, answer: str, model_version: str, latency_ms: int | None = None,
-                      guard_actions: list | None = None) -> None:
+                      guard_actions: list[str] | None = None) -> None:
         """Store the answer to a stored question (also after an earlier failure, whose error stays).
 
+        Args:
+            guard_actions: the gateway's ``oncoloop.guard`` list (e.g. ``["preamble", "dosing_notice"]``).
+
         Raises:
-            OncoLoopError: unknown message, or one that already has an answer.
+            OncoLoopError: unknown message, one that already has an answer, or guard actions that are not strings.
         """
+        if guard_actions is not None and (not isinstance(guard_actions, (list, tuple))
+                                          or not all(isinstance(a, str) for a in guard_actions)):
+            raise OncoLoopError("guard_actions must be a list of strings, as the gateway's `oncoloop.guard` is.")
         with self.session.begin() as s:
             msg = self._message(s, message_id)
             if msg.answer is not None:
@@ -342,7 +348,7 @@ class FeedbackStore:
              .order_by(Rating.id).limit(limit))
         with self.session() as s:
             return [QueueItem(r.id, m.id, m.question, m.answer, r.correction, list(r.tags or []), r.thumbs, r.score,
-                              m.model_version, m.guard_actions, name, r.created_at)
+                              m.model_version, list(m.guard_actions or []), name, r.created_at)
                     for r, m, name in s.execute(q)]
 
     def review(self, account: Account, rating_id: int, decision: str, edited_text: str | None = None,

@@ -31,14 +31,18 @@ class Hardware:
     cuda: bool
     bf16: bool  # bf16 arithmetic (CUDA Ampere+; CPUs through autocast)
     tf32: bool  # TF32 tensor cores (CUDA compute capability >= 8)
+    cuda_ops: bool = True  # a CUDA toolkit (nvcc) to JIT-build DeepSpeed's fused GPU optimizers
 
     @classmethod
     def detect(cls) -> "Hardware":
         import torch
 
         if torch.cuda.is_available():
+            from torch.utils.cpp_extension import CUDA_HOME
+
             major, _ = torch.cuda.get_device_capability()
-            return cls(cuda=True, bf16=torch.cuda.is_bf16_supported(), tf32=major >= 8)
+            nvcc = CUDA_HOME is not None and (Path(CUDA_HOME) / "bin" / "nvcc").exists()
+            return cls(cuda=True, bf16=torch.cuda.is_bf16_supported(), tf32=major >= 8, cuda_ops=nvcc)
         return cls(cuda=False, bf16=True, tf32=False)
 
 
@@ -61,10 +65,16 @@ def check_choices(cfg: TrainConfig) -> None:
         raise OncoLoopError("max_seq_len must be >= 2, per_device_batch_size and gradient_accumulation_steps >= 1.")
     if cfg.save_steps < 1:
         raise OncoLoopError("save_steps must be >= 1 (checkpoints make a killed run resumable).")
+    if cfg.fsdp and cfg.deepspeed:
+        raise OncoLoopError("fsdp=true and deepspeed= are two ways to shard the same model; choose one "
+                            "(set deepspeed= to empty, or fsdp=false).")
+    if cfg.fsdp and cfg.method != "full":
+        raise OncoLoopError("fsdp=true is for method=full (FSDP shards the whole model); LoRA and P-tuning "
+                            "train few parameters: use deepspeed=configs/deepspeed/zero2.json for them.")
 
 
 def check_precision(cfg: TrainConfig, hw: Hardware) -> None:
-    """Refuse a precision the hardware cannot do, with what to use instead.
+    """Refuse a precision (or FSDP) the hardware cannot do, with what to use instead.
 
     >>> check_precision(TrainConfig(precision="fp16"), Hardware(cuda=False, bf16=True, tf32=False))
     Traceback (most recent call last):
@@ -73,8 +83,18 @@ def check_precision(cfg: TrainConfig, hw: Hardware) -> None:
     """
     if cfg.precision == "fp16" and not hw.cuda:
         raise OncoLoopError("precision=fp16 needs a CUDA GPU and none is visible; use precision=fp32 (or bf16) on CPU.")
+    if cfg.precision == "bf16" and not hw.cuda and cfg.deepspeed:
+        raise OncoLoopError("precision=bf16 with DeepSpeed needs a GPU (on CPU the Trainer runs bf16 only without "
+                            "DeepSpeed); use precision=fp32, or drop deepspeed= to train in bf16 on this CPU.")
     if cfg.precision == "bf16" and not hw.bf16:
         raise OncoLoopError("this GPU has no bf16 support (it needs Ampere or newer); use precision=fp16 or fp32.")
+    if cfg.fsdp and not hw.cuda:
+        raise OncoLoopError(
+            "fsdp=true needs CUDA GPUs: the Trainer shards with FSDP through accelerate, which (1.15) enables "
+            "FSDP only for GPU-like devices, not for CPU processes (torch's own FSDP2 runs on CPU with gloo, "
+            "accelerate does not drive it there). On CPU, shard full fine-tuning with DeepSpeed instead: "
+            "deepspeed=configs/deepspeed/zero3.json fsdp=false (2 processes: torchrun --nproc_per_node 2 -m finetune.train ...)."
+        )
     if cfg.tf32 and not hw.tf32:
         where = "this GPU is older than Ampere" if hw.cuda else "no CUDA GPU is visible"
         raise OncoLoopError(f"tf32=true needs an Ampere or newer NVIDIA GPU and {where}; set tf32=false.")
@@ -120,12 +140,17 @@ def deepspeed_config(cfg: TrainConfig, hw: Hardware) -> dict | None:
                                 "ZeRO stage 1-3; use deepspeed=configs/deepspeed/zero2_offload.json.")
         zero["offload_optimizer"] = {"device": "cpu"}
         offload = True
+    if hw.cuda and not hw.cuda_ops and not offload and cfg.optimizer in ("lamb", "lion"):
+        raise OncoLoopError(f"optimizer={cfg.optimizer} under DeepSpeed on GPUs needs its fused CUDA op, built "
+                            f"with nvcc, and no CUDA toolkit is installed; install one (CUDA_HOME), use a config "
+                            f"with offload_optimizer (zero2_offload.json), or use optimizer=adamw.")
     if client_optimizer(cfg, hw, ds) is None:
         params = {"lr": "auto", "weight_decay": "auto"}
         if cfg.optimizer in ("adam", "adamw"):
             params.update(betas="auto", eps="auto")
-            # Without offload on CPU, DeepSpeed's FusedAdam does not exist; torch's Adam does.
-            if not hw.cuda and not offload:
+            # Without offload on CPU, DeepSpeed's FusedAdam does not exist; torch's Adam does. On a GPU
+            # machine without a CUDA toolkit FusedAdam cannot be built: torch's (fused CUDA) Adam then.
+            if not (hw.cuda and hw.cuda_ops) and not offload:
                 params["torch_adam"] = True
             if cfg.optimizer == "adam":
                 params["adam_w_mode"] = False

@@ -167,7 +167,7 @@ def build_meta(run: RunOutput, base: Base, mergeable: bool) -> dict:
         "mergeable": mergeable,
         "config": tm.get("config", {}),
         "dataset": dataset,
-        "feedback_ids": list(feedback_ids or []),
+        "feedback_ids": feedback_ids if isinstance(feedback_ids, dict) else list(feedback_ids or []),
         "metrics": tm.get("metrics", {}),
         "deepspeed": tm.get("deepspeed"),
         "run_name": tm.get("run_name"),
@@ -214,7 +214,7 @@ def merge_lora(run: RunOutput, base: Base, tmp: Path) -> dict:
 
 
 def create_version(adapter: str | Path, base: str | None = None, version: str | None = None,
-                   register: bool = False) -> Path:
+                   register: bool = False, extra_meta: dict | None = None) -> Path:
     """Make a version from a training output; return its directory.
 
     Args:
@@ -222,6 +222,7 @@ def create_version(adapter: str | Path, base: str | None = None, version: str | 
         base: base model directory, version id or alias; default: what the run recorded.
         version: new version id; default ``<method>-<UTC time>``.
         register: add the version to the registry (aliases do not move).
+        extra_meta: lineage to add to ``meta.json`` (e.g. the retrain job's dataset and feedback ids).
 
     Raises:
         OncoLoopError: P-tuning without ``register``, unknown base, an existing version id,
@@ -257,7 +258,7 @@ def create_version(adapter: str | Path, base: str | None = None, version: str | 
     tmp = settings.models_dir / f".{version}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        meta = build_meta(run, resolved, mergeable=run.method != "ptuning")
+        meta = {**build_meta(run, resolved, mergeable=run.method != "ptuning"), **(extra_meta or {})}
         if run.method == "lora":
             meta["merge_check"] = merge_lora(run, resolved, tmp)
         elif run.method == "full":

@@ -6,6 +6,7 @@ Usage::
     python -m finetune.train --config configs/lora/tiny_cpu.yaml deepspeed=configs/deepspeed/zero2.json
     torchrun --nproc_per_node 2 -m finetune.train --config configs/lora/tiny_cpu.yaml deepspeed=...
     deepspeed --num_gpus 8 --module finetune.train --config configs/lora/llama3_8b_gpu.yaml
+    torchrun --nproc_per_node 8 -m finetune.train --config configs/full/llama3_8b_fsdp_gpu.yaml  # FSDP2, GPUs
 
 The run directory (``output_dir``, default ``$ONCOLOOP_HOME/runs/<method>-<id>``, where the
 id comes from the config and the data) holds checkpoints every ``save_steps``; starting the
@@ -75,7 +76,7 @@ def train(cfg: TrainConfig) -> Path:
         model=model, args=training_arguments(cfg, run_dir, ds), train_dataset=examples,
         data_collator=batching.make_collator(cfg.grouping, tokenizer.pad_token_id), processing_class=tokenizer,
         callbacks=[callback], optimizer_cls_and_kwargs=distributed.client_optimizer(cfg, hw, ds),
-        grouping=cfg.grouping,
+        grouping=cfg.grouping, response_only_head=cfg.response_only_head,
     )
 
     # 5. Train, resuming from the newest complete checkpoint if a previous run was killed.

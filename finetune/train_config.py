@@ -48,10 +48,12 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     max_seq_len: int = 512
     grouping: str = "length"  # none | length | packing: how sequences are batched to avoid padding
+    response_only_head: bool = True  # LM head + loss at response positions only (same loss, less compute)
     # precision and distribution
     precision: str = "fp32"  # fp32 | fp16 | bf16
     tf32: bool = False  # TF32 matmuls on Ampere+ GPUs
     deepspeed: str = ""  # path to a DeepSpeed JSON config under configs/deepspeed/; "" = none
+    fsdp: bool = False  # full fine-tuning sharded with FSDP2 through accelerate (CUDA GPUs; see configs/full/)
     # checkpoints and tracking
     save_steps: int = 50
     save_total_limit: int = 2

@@ -58,6 +58,8 @@ def remove_incomplete_checkpoints(run_dir: Path) -> None:
 
 def training_arguments(cfg: TrainConfig, run_dir: Path, ds: dict | None) -> TrainingArguments:
     """TrainingArguments for ``cfg``; DeepSpeed's ``"auto"`` values are filled from these."""
+    import torch
+
     return TrainingArguments(
         output_dir=str(run_dir),
         seed=cfg.seed,
@@ -70,10 +72,14 @@ def training_arguments(cfg: TrainConfig, run_dir: Path, ds: dict | None) -> Trai
         max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.per_device_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        # Under FSDP, checkpointing is FSDP's activation_checkpointing (one all-gather fewer).
+        gradient_checkpointing=cfg.gradient_checkpointing and not cfg.fsdp,
         # Non-reentrant checkpointing works with frozen embeddings (LoRA, P-tuning).
         gradient_checkpointing_kwargs={"use_reentrant": False},
+        **fsdp_arguments(cfg),
         bf16=cfg.precision == "bf16",
+        # The Trainer accepts bf16 without a GPU only when told it runs on the CPU (never under DeepSpeed).
+        use_cpu=cfg.precision == "bf16" and ds is None and not torch.cuda.is_available(),
         fp16=cfg.precision == "fp16",
         tf32=cfg.tf32 or None,
         deepspeed=ds,
@@ -90,12 +96,67 @@ def training_arguments(cfg: TrainConfig, run_dir: Path, ds: dict | None) -> Trai
     )
 
 
-class OncoTrainer(Trainer):
-    """The Trainer with this project's length grouping (a global sort, not mega-batches)."""
+def response_only_loss(head):
+    """A Trainer ``compute_loss_func`` that applies the LM head at response positions only.
 
-    def __init__(self, *args, grouping: str = "length", **kwargs):
+    The model runs with ``output_hidden_states=True, logits_to_keep=1`` (see
+    ``OncoTrainer.compute_loss``); the final (normed) hidden states are gathered where the
+    next token has a label, and only those go through the vocabulary-sized head and
+    softmax. The loss equals the padded full-sequence cross-entropy (same sum, same
+    normaliser): prompts are about half of every example, so half of the head's matmuls
+    and softmaxes are skipped.
+    """
+    import torch.nn.functional as F
+
+    from finetune.batching import IGNORE
+
+    def loss_func(outputs, labels, num_items_in_batch=None):
+        # P-tuning prepends virtual tokens: the last labels.shape[1] positions are the text.
+        hidden = outputs.hidden_states[-1][:, -labels.shape[1]:-1]
+        targets = labels[:, 1:]
+        keep = targets != IGNORE
+        logits = head(hidden[keep]).float()
+        total = F.cross_entropy(logits, targets[keep], reduction="sum")
+        return total / (num_items_in_batch if num_items_in_batch is not None else keep.sum())
+
+    return loss_func
+
+
+def fsdp_arguments(cfg: TrainConfig) -> dict:
+    """TrainingArguments for FSDP2 through accelerate (``fsdp=true``): every decoder layer
+    sharded on its own (the model's ``_no_split_modules``), a full state dict on save so
+    ``final/`` is a plain Hugging Face directory.
+
+    >>> fsdp_arguments(TrainConfig())
+    {}
+    >>> fsdp_arguments(TrainConfig(method="full", fsdp=True))["fsdp_config"]["version"]
+    2
+    """
+    if not cfg.fsdp:
+        return {}
+    return {"fsdp": "full_shard auto_wrap",
+            "fsdp_config": {"version": 2, "reshard_after_forward": True, "state_dict_type": "FULL_STATE_DICT",
+                            "activation_checkpointing": cfg.gradient_checkpointing}}
+
+
+class OncoTrainer(Trainer):
+    """The Trainer with this project's length grouping (a global sort, not mega-batches) and,
+    with ``response_only_head``, the LM head and loss computed at response positions only."""
+
+    def __init__(self, *args, grouping: str = "length", response_only_head: bool = True, **kwargs):
+        if response_only_head:
+            model = kwargs["model"] if "model" in kwargs else args[0]
+            kwargs["compute_loss_func"] = response_only_loss(model.get_output_embeddings())
         super().__init__(*args, **kwargs)
         self.grouping = grouping
+        self.response_only_head = response_only_head
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.response_only_head:
+            # The final hidden states for our head; the model's own head runs on one position only.
+            inputs = {**inputs, "output_hidden_states": True, "logits_to_keep": 1}
+        return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                    num_items_in_batch=num_items_in_batch)
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset

@@ -1,10 +1,45 @@
 #!/usr/bin/env bash
 # The README's first command: install, put the embedded default model in place,
-# and talk to it. Until the chat UI lands this ends by answering a sample
-# oncology question from the tiny model.
+# start the gateway and open the clinicians' chat UI (Ctrl-C stops both).
+#   bash scripts/start.sh                       # chat on http://127.0.0.1:7860
+#   bash scripts/start.sh "A question?"         # first answer one question in the terminal
+# Ports: ONCOLOOP_GATEWAY_PORT (8000), ONCOLOOP_UI_PORT (7860). First start creates demo
+# accounts clinician / reviewer / admin, password oncoloop-demo (disable them with
+# `python -m feedback.users disable clinician` once real accounts exist).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export ONCOLOOP_HOME=${ONCOLOOP_HOME:-$PWD/var}
 .venv/bin/python -m finetune.bootstrap
-.venv/bin/python -m serve.ask "${1:-How is tumour lysis syndrome prevented?}"
+if [ $# -gt 0 ]; then
+  .venv/bin/python -m serve.ask "$1"
+fi
+gateway_port=${ONCOLOOP_GATEWAY_PORT:-8000}
+ui_port=${ONCOLOOP_UI_PORT:-7860}
+# The embedded tiny model was trained without a system message, so its guard keeps every rule but does
+# not send the preamble to the engine (configs/guard/tiny_cpu.yaml); a real model uses default.yaml.
+guard=${ONCOLOOP_GUARD:-configs/guard/tiny_cpu.yaml}
+mkdir -p "$ONCOLOOP_HOME/runs"
+.venv/bin/python -m serve --port "$gateway_port" --guard "$guard" >"$ONCOLOOP_HOME/runs/gateway.log" 2>&1 &
+gateway=$!
+trap 'kill "$gateway" 2>/dev/null || true; wait "$gateway" 2>/dev/null || true' EXIT
+echo "start: waiting for the gateway on port $gateway_port (log: $ONCOLOOP_HOME/runs/gateway.log)"
+.venv/bin/python - "$gateway_port" "$gateway" <<'PY'
+import os, sys, time, httpx
+port, pid = sys.argv[1], int(sys.argv[2])
+for _ in range(600):
+    try:
+        if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).json().get("ready"):
+            sys.exit(0)
+    except (httpx.HTTPError, ValueError):
+        pass
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        sys.exit("start: the gateway exited; see its log")
+    time.sleep(1)
+sys.exit("start: the gateway did not become ready in 10 minutes; see its log")
+PY
+echo "start: chat UI on http://127.0.0.1:$ui_port  (log in as clinician / oncoloop-demo;"
+echo "       reviewer / oncoloop-demo and admin / oncoloop-demo for the Review and Admin tabs)"
+.venv/bin/python -m ui --port "$ui_port" --gateway-url "http://127.0.0.1:$gateway_port" --demo-account

@@ -4,7 +4,7 @@ Usage::
 
     python -m serve                                   # 127.0.0.1:8000, engine chosen automatically
     python -m serve --engine vllm --port 9000 challenger_share=0.2
-    python -m serve --config configs/serve/cpu.yaml
+    python -m serve --config configs/serve/cpu.yaml --guard configs/guard/default.yaml
 
 Then talk to it with any OpenAI client (``base_url="http://127.0.0.1:8000/v1"``, ``model="champion"``).
 """
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="listen port (default 8000)")
     parser.add_argument("--engine", choices=("auto", "vllm", "transformers"), help="default: auto")
     parser.add_argument("--config", type=Path, help="a ServeConfig YAML file")
+    parser.add_argument("--guard", type=Path, help="a GuardConfig YAML file (default: the built-in rules, "
+                        "as in configs/guard/default.yaml); the guard cannot be switched off")
     parser.add_argument("overrides", nargs="*", help="key=value ServeConfig overrides, e.g. challenger_share=0.2")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from serve.config import ServeConfig
     from serve.engines import choose_engine
     from serve.gateway import create_app
+    from serve.guard import load_guard
     from serve.pool import EnginePool
     from serve.registry import Registry
 
@@ -46,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                                         (("host", args.host), ("port", args.port), ("engine", args.engine))
                                         if v is not None]
     cfg = load_config(ServeConfig, args.config, overrides)
+    guard = load_guard(args.guard)
     if not 0.0 <= cfg.challenger_share <= 1.0:
         raise OncoLoopError(f"challenger_share must lie between 0 and 1, not {cfg.challenger_share}.")
     settings = get_settings()
@@ -58,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = EnginePool(registry, cfg, kind, log_dir)
     print(f"serve: {kind} engines, gateway on http://{cfg.host}:{cfg.port}/v1 (engine logs in {log_dir})",
           flush=True)
-    uvicorn.run(create_app(pool), host=cfg.host, port=cfg.port, log_level="warning",
+    uvicorn.run(create_app(pool, guard), host=cfg.host, port=cfg.port, log_level="warning",
                 timeout_keep_alive=int(cfg.keep_alive_s))
     return 0
 

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 VLLM_VENV_ENV = "ONCOLOOP_VLLM_VENV"
@@ -23,6 +23,9 @@ class ServeConfig:
     engine: str = "auto"  # auto | vllm | transformers (auto: CUDA GPU and vllm importable -> vllm)
     engine_host: str = "127.0.0.1"  # engines listen here, on free ports chosen at start
     challenger_share: float = 0.1  # share of conversations the challenger answers (A/B); 0 turns A/B off
+    # version ids served in addition to the aliases, addressable by id in `model` and never retired while
+    # listed: `versions=[v7] challenger_share=0` is the evaluation gate's private gateway (champion + candidate)
+    versions: list[str] = field(default_factory=list)
     poll_interval_s: float = 2.0  # how often the registry is read for alias moves
     engine_start_timeout_s: float = 300.0  # a new engine must answer within this, or the swap is abandoned
     drain_timeout_s: float = 600.0  # in-flight streams on a replaced engine get this long to finish

@@ -42,6 +42,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def die_with_parent(sig: int = signal.SIGTERM):
+    """A ``preexec_fn`` that has the child receive ``sig`` when its parent dies, even by ``kill -9`` (Linux).
+
+    SIGTERM lets a gateway stop its own engines on the way out; SIGKILL suits a leaf process.
+    """
+    def _set() -> None:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(sig))  # 1 = PR_SET_PDEATHSIG
+
+    return _set
+
+
 def cuda_available() -> bool:
     """Whether a CUDA GPU is visible, asked of ``nvidia-smi`` so the gateway never imports torch."""
     smi = shutil.which("nvidia-smi")

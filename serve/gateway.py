@@ -4,7 +4,14 @@ Clients name ``champion``, ``challenger`` or a version id in ``model``; ``champi
 in the A/B split (a stable share of conversations goes to the challenger) unless they opt out with
 ``"ab": false`` or ``X-OncoLoop-AB: off``. Every answer names the version that gave it: the header
 ``X-OncoLoop-Version``, ``model`` set to the version id, and an ``oncoloop`` object
-(``version``, ``alias``, ``engine``), in every stream chunk too.
+(``version``, ``alias``, ``engine``, ``guard``), in every stream chunk too.
+
+Every chat passes the clinical guard (:mod:`serve.guard`): ``oncoloop.guard`` lists what it did
+(complete in the last stream chunk, the one with ``finish_reason``), the header ``X-OncoLoop-Guard``
+the request-side actions. Streams whose answer needs no redaction are relayed as raw bytes with the
+``oncoloop`` fields spliced into each chunk's text (no JSON round trip per chunk); the others are
+parsed chunk by chunk and redacted with a hold-back buffer. Requests to the engines go through
+:mod:`serve.upstream` (a lean HTTP/1.1 client: httpx cost more CPU per chunk than the rest of the relay).
 """
 
 from __future__ import annotations
@@ -15,14 +22,15 @@ import logging
 import time
 from contextlib import asynccontextmanager
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from serve.engines import Engine, engine_payload
+from serve.guard import ACTIONS_HEADER, Guard, GuardedChat
 from serve.pool import EnginePool
 from serve.routing import (ALIAS_HEADER, GATEWAY_FIELDS, VERSION_HEADER, RequestError, ab_arm, ab_enabled,
                            check_chat, check_context, conversation_key, error_body)
+from serve.upstream import Upstream, UpstreamError, UpstreamResponse
 
 log = logging.getLogger("oncoloop.serve")
 
@@ -31,22 +39,35 @@ def error_response(status: int, message: str, code: str, param: str | None = Non
     return JSONResponse(error_body(message, code, status, param), status_code=status)
 
 
-def _annotate(obj: dict, engine: Engine, alias: str | None) -> dict:
+def _fields(engine: Engine, alias: str | None, guard: list[str]) -> dict:
+    return {"version": engine.spec.version, "alias": alias, "engine": engine.spec.kind, "guard": guard}
+
+
+def _annotate(obj: dict, engine: Engine, alias: str | None, guard: list[str]) -> dict:
     obj["model"] = engine.spec.version
-    obj["oncoloop"] = {"version": engine.spec.version, "alias": alias, "engine": engine.spec.kind}
+    obj["oncoloop"] = _fields(engine, alias, guard)
     return obj
 
 
-def create_app(pool: EnginePool, guard=None) -> FastAPI:
+def _guard_answer(answer: dict, guarded: GuardedChat) -> dict:
+    """A whole answer through the guard: notices first, identifiers and doses redacted."""
+    for choice in answer.get("choices") or []:
+        message = choice.get("message") or {}
+        content = message.get("content")
+        if isinstance(content, str):
+            redactor = guarded.redactor_for(choice.get("index", 0))
+            message["content"] = guarded.prefix + (redactor.redact(content) if redactor else content)
+    return answer
+
+
+def create_app(pool: EnginePool, guard: Guard | None = None) -> FastAPI:
     """The gateway app over ``pool``.
 
     Args:
-        guard: optional hook ``guard(body: dict, headers: dict) -> dict`` applied to every chat request
-            before routing (the clinical guard plugs in here); it returns the body to forward and may
-            raise :class:`serve.routing.RequestError`.
+        guard: the clinical guard every chat passes (default: ``Guard()`` with the built-in config).
     """
-    client = httpx.AsyncClient(timeout=httpx.Timeout(pool.cfg.request_timeout_s, connect=5.0),
-                               limits=httpx.Limits(max_connections=512, max_keepalive_connections=64))
+    guard = guard or Guard()
+    client = Upstream(timeout=pool.cfg.request_timeout_s, connect_timeout=5.0, max_idle=64)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -91,9 +112,9 @@ def create_app(pool: EnginePool, guard=None) -> FastAPI:
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RequestError(400, f"the request body is not valid JSON ({e}).", "invalid_json")
         headers = {k.lower(): v for k, v in request.headers.items()}
-        messages = check_chat(body)
-        if guard is not None:
-            body = guard(body, headers)
+        check_chat(body)
+        guarded = guard.prepare(body, headers)
+        body, messages = guarded.body, guarded.body["messages"]
         arm = None
         if body["model"] == "champion" and ab_enabled(body, headers):
             arm = ab_arm(conversation_key(body, headers), pool.cfg.challenger_share)
@@ -106,46 +127,141 @@ def create_app(pool: EnginePool, guard=None) -> FastAPI:
                                  engine.spec.served_name)
         engine.inflight += 1  # before any await, so a swap never stops an engine with a request on its way
         try:
-            upstream = await client.send(client.build_request(
-                "POST", f"{engine.base_url}/v1/chat/completions", json=payload), stream=True)
-        except httpx.HTTPError as e:
+            upstream = await client.post(f"{engine.base_url}/v1/chat/completions", json.dumps(payload).encode())
+        except UpstreamError as e:
             engine.inflight -= 1
             return _engine_failure(engine, e)
-        headers_out = {VERSION_HEADER: engine.spec.version, ALIAS_HEADER: alias or ""}
+        headers_out = {VERSION_HEADER: engine.spec.version, ALIAS_HEADER: alias or "",
+                       ACTIONS_HEADER: ",".join(guarded.actions)}
         if upstream.status_code != 200:
             engine.inflight -= 1
             return await _engine_error(upstream, headers_out)
         if payload.get("stream"):
-            return StreamingResponse(_relay(upstream, engine, alias), media_type="text/event-stream",
+            relay = _relay_raw if guarded.redactor is None else _relay_guarded
+            return StreamingResponse(relay(upstream, engine, alias, guarded), media_type="text/event-stream",
                                      headers=headers_out)
         try:
             answer = json.loads(await upstream.aread())
-        except (httpx.HTTPError, json.JSONDecodeError) as e:
+        except (UpstreamError, json.JSONDecodeError) as e:
             return _engine_failure(engine, e)
         finally:
             await upstream.aclose()
             engine.inflight -= 1
-        return JSONResponse(_annotate(answer, engine, alias), headers=headers_out)
+        answer = _guard_answer(answer, guarded)
+        return JSONResponse(_annotate(answer, engine, alias, guarded.all_actions()), headers=headers_out)
 
     return app
 
 
-async def _relay(upstream: httpx.Response, engine: Engine, alias: str | None):
-    """Pass an engine's event stream on, each chunk naming the version; always release the engine."""
+def _notice_chunk(first: dict, text: str, engine: Engine, alias: str | None, guard: list[str]) -> bytes:
+    """The guard's notices as a stream chunk of their own, shaped like the engine's first chunk."""
+    chunk = {"id": first.get("id", ""), "object": "chat.completion.chunk", "created": first.get("created", 0),
+             "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": None}]}
+    return b"data: " + json.dumps(_annotate(chunk, engine, alias, guard)).encode() + b"\n\n"
+
+
+def _stream_error(engine: Engine, e: Exception) -> bytes:
+    log.error("the stream from %s broke: %s", engine.spec.version, e)
+    err = error_body(f"the engine serving {engine.spec.version} stopped mid-answer; retry.", "engine_failed", 502)
+    return b"data: " + json.dumps(err).encode() + b"\n\n"
+
+
+async def _lines(upstream: UpstreamResponse):
+    """The engine's event stream as lists of complete lines (bytes), one list per network read."""
+    rest = b""
+    async for block in upstream.aiter_raw():
+        lines = (rest + block).split(b"\n")
+        rest = lines.pop()
+        if lines:
+            yield lines
+    if rest:
+        yield [rest]
+
+
+async def _relay_raw(upstream: UpstreamResponse, engine: Engine, alias: str | None, guarded: GuardedChat):
+    """Pass an engine's event stream on as bytes, splicing ``model`` and ``oncoloop`` into each chunk's text.
+
+    Nothing in the answer needs redacting here, so the guard's record is known before the first chunk;
+    chunks read together are sent together. Always releases the engine.
+    """
+    spec = engine.spec
+    tail = b',"oncoloop":' + json.dumps(_fields(engine, alias, guarded.actions)).encode() + b"}"
+    names = [(f'"model":{json.dumps(spec.served_name)}'.encode(), f'"model":{json.dumps(spec.version)}'.encode()),
+             (f'"model": {json.dumps(spec.served_name)}'.encode(), f'"model": {json.dumps(spec.version)}'.encode())]
+    notice = guarded.prefix
     try:
-        async for line in upstream.aiter_lines():
-            if line.startswith("data: {"):
-                yield "data: " + json.dumps(_annotate(json.loads(line[6:]), engine, alias)) + "\n\n"
-            elif line.startswith("data:"):
-                yield line + "\n\n"
-            elif line:
-                yield line + "\n"
-    except httpx.HTTPError as e:
-        log.error("the stream from %s broke: %s", engine.spec.version, e)
-        err = error_body(f"the engine serving {engine.spec.version} stopped mid-answer; retry.", "engine_failed",
-                         502)
-        yield "data: " + json.dumps(err) + "\n\n"
+        async for lines in _lines(upstream):
+            out = []
+            for line in lines:
+                line = line.rstrip(b"\r")
+                if line.startswith(b"data: {") and line.endswith(b"}"):
+                    if notice:
+                        out.append(_notice_chunk(json.loads(line[6:]), notice, engine, alias, guarded.actions))
+                        notice = ""
+                    for old, new in names:
+                        if old in line:
+                            line = line.replace(old, new, 1)
+                            break
+                    else:  # an engine that words "model" differently: the slow, sure way
+                        line = b"data: " + json.dumps(_annotate(json.loads(line[6:]), engine, alias,
+                                                                guarded.actions)).encode()
+                        out.append(line + b"\n\n")
+                        continue
+                    out.append(line[:-1] + tail + b"\n\n")
+                elif line.startswith(b"data:"):
+                    out.append(line + b"\n\n")
+                elif line:
+                    out.append(line + b"\n")
+            if out:
+                yield b"".join(out)
+    except UpstreamError as e:
+        yield _stream_error(engine, e)
     finally:  # also on a client that hangs up (the task is cancelled): free the engine for a swap
+        await upstream.aclose()
+        engine.inflight -= 1
+
+
+async def _relay_guarded(upstream: UpstreamResponse, engine: Engine, alias: str | None, guarded: GuardedChat):
+    """Pass an engine's event stream on with the answer redacted (identifiers, doses) as it streams.
+
+    The redactor holds back the last few dozen characters so a value split across chunks is still
+    caught; the held text goes out with the chunk that carries ``finish_reason`` (or before ``[DONE]``).
+    """
+    notice, last = guarded.prefix, None
+    try:
+        async for lines in _lines(upstream):
+            out = []
+            for line in lines:
+                line = line.rstrip(b"\r")
+                if line.startswith(b"data: {"):
+                    chunk = json.loads(line[6:])
+                    if notice and "error" not in chunk:
+                        out.append(_notice_chunk(chunk, notice, engine, alias, guarded.actions))
+                        notice = ""
+                    for choice in chunk.get("choices") or []:
+                        redactor = guarded.redactor_for(choice.get("index", 0))
+                        delta = choice.get("delta") or {}
+                        text = redactor.feed(delta.get("content") or "")
+                        if choice.get("finish_reason") is not None:
+                            text += redactor.flush()
+                        if delta.get("content") is not None or text:
+                            delta["content"] = text
+                            choice["delta"] = delta
+                    last = chunk
+                    out.append(b"data: " + json.dumps(_annotate(chunk, engine, alias, guarded.all_actions()))
+                               .encode() + b"\n\n")
+                elif line.startswith(b"data:"):
+                    held = guarded.flush_all()
+                    if held and last is not None:  # no finish_reason chunk came: send what was held back
+                        out.append(_notice_chunk(last, held, engine, alias, guarded.all_actions()))
+                    out.append(line + b"\n\n")
+                elif line:
+                    out.append(line + b"\n")
+            if out:
+                yield b"".join(out)
+    except UpstreamError as e:
+        yield _stream_error(engine, e)
+    finally:
         await upstream.aclose()
         engine.inflight -= 1
 
@@ -157,10 +273,14 @@ def _engine_failure(engine: Engine, e: Exception) -> JSONResponse:
     return error_response(502, f"the engine serving {engine.spec.version} failed: {e}", "engine_failed")
 
 
-async def _engine_error(upstream: httpx.Response, headers: dict) -> Response:
+async def _engine_error(upstream: UpstreamResponse, headers: dict) -> Response:
     """An engine's error, passed on in the OpenAI format (engines differ in how they word it)."""
-    raw = await upstream.aread()
-    await upstream.aclose()
+    try:
+        raw = await upstream.aread()
+    except UpstreamError as e:
+        raw = str(e).encode()
+    finally:
+        await upstream.aclose()
     try:
         body = json.loads(raw)
     except json.JSONDecodeError:

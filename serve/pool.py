@@ -13,6 +13,7 @@ import logging
 import time
 from pathlib import Path
 
+from feedback.abtest import challenger_share
 from feedback.errors import OncoLoopError
 from serve.config import ServeConfig
 from serve.engines import Engine, engine_spec
@@ -57,12 +58,17 @@ class EnginePool:
         """Make the routes match the registry's aliases (hot-swap)."""
         try:
             aliases = await asyncio.to_thread(self.registry.aliases)
+            # the admin tab's A/B share (a private evaluation gateway pins its own)
+            share = None if self.cfg.versions else await asyncio.to_thread(challenger_share, self.registry.store)
         except Exception as e:  # a locked or unreachable store must not stop serving
             log.warning("cannot read the registry: %s", e)
             return
+        if share is not None and share != self.cfg.challenger_share:
+            log.info("challenger share: %s -> %s (set in the store)", self.cfg.challenger_share, share)
+            self.cfg.challenger_share = share
         self.wanted = {alias: aliases[alias] for alias in ALIASES if alias in aliases}
         now = time.monotonic()
-        to_start = sorted({v for v in self.wanted.values() if v not in self.engines
+        to_start = sorted({v for v in [*self.wanted.values(), *self.cfg.versions] if v not in self.engines
                            and now - self.failed.get(v, -1e9) >= RETRY_FAILED_AFTER_S})
         # start new engines side by side; each alias switches as soon as its engine answers
         await asyncio.gather(*(self._launch_and_route(v) for v in to_start))
@@ -84,7 +90,7 @@ class EnginePool:
                 self.routes[alias] = target
         for alias in set(self.routes) - set(self.wanted):
             del self.routes[alias]
-        for version in set(self.engines) - set(self.routes.values()) - self.retiring:
+        for version in set(self.engines) - set(self.routes.values()) - set(self.cfg.versions) - self.retiring:
             self.retiring.add(version)
             self._spawn(self.retire(version))
 
@@ -120,7 +126,7 @@ class EnginePool:
         deadline = time.monotonic() + self.cfg.drain_timeout_s
         while engine.inflight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
-        if version in self.routes.values():  # routed again while draining
+        if version in self.routes.values() or version in self.cfg.versions:  # routed again while draining
             return
         self.engines.pop(version, None)
         log.info("stopping the engine for %s", version)
@@ -213,7 +219,9 @@ class EnginePool:
                  for v, e in self.engines.items()}
         champion = self.routes.get("champion")
         ok = champion is not None and state.get(champion, {}).get("state") == "ready"
-        return ok, {"ready": ok, "routes": dict(self.routes), "engines": state, "engine": self.kind}
+        return ok, {"ready": ok, "routes": dict(self.routes), "engines": state, "engine": self.kind,
+                    "pinned": list(self.cfg.versions), "failed": sorted(self.failed),
+                    "challenger_share": self.cfg.challenger_share}
 
     def prompt_tokens(self, engine: Engine, messages: list[dict]) -> int | None:
         """Tokens of the rendered prompt, by the version's own tokenizer (None if it has no tokenizer.json)."""

@@ -5,6 +5,8 @@ Usage::
     python -m serve.registry list
     python -m serve.registry show champion
     python -m serve.registry alias challenger <version> --by alice --reason "A/B from Monday"
+    python -m serve.registry lineage champion          # parents, training configs, datasets, feedback rows
+    python -m serve.registry lineage --message 42      # a stored answer: its version, and versions trained on it
 
 Promotion and rollback with a gate report go through ``eval.promote`` /
 ``eval.rollback``; this command is the registry's plain read/write interface.
@@ -110,6 +112,17 @@ class Registry:
                 q = q.where(AliasMove.alias == alias)
             return list(s.scalars(q))
 
+    def lineage(self, name: str) -> list[ModelVersion]:
+        """The version behind ``name`` and its ancestors, newest first."""
+        chain = [self.get(name)]
+        while chain[-1].parent and chain[-1].parent not in {v.id for v in chain}:
+            chain.append(self.get(chain[-1].parent))
+        return chain
+
+    def trained_on(self, message_id: int) -> list[str]:
+        """Versions whose own training data held the feedback of stored message ``message_id``."""
+        return [v.id for v in self.versions() if message_id in feedback_messages(v.meta)]
+
     def set_alias(self, alias: str, version: str, actor: str, reason: str, report: str | None = None) -> AliasMove:
         """Point ``alias`` at ``version`` and record the move in the same transaction.
 
@@ -133,6 +146,56 @@ class Registry:
         return move
 
 
+def feedback_messages(meta: dict | None) -> list[int]:
+    """The stored messages a version was trained on, from its ``meta.json``.
+
+    >>> feedback_messages({"feedback_ids": {"messages": [3, 5], "ratings": [7]}}), feedback_messages({})
+    ([3, 5], [])
+    """
+    ids = (meta or {}).get("feedback_ids") or {}
+    return list(ids.get("messages", [])) if isinstance(ids, dict) else list(ids)
+
+
+def _print_lineage(registry: Registry, name: str) -> None:
+    moves = registry.history()
+    for depth, v in enumerate(registry.lineage(name)):
+        meta, pad = v.meta or {}, "  " * depth
+        cfg, data, ids = meta.get("config") or {}, meta.get("dataset") or {}, meta.get("feedback_ids") or {}
+        print(f"{pad}{v.id}  method={v.method}  parent={v.parent or '-'}  created={v.created_at:%Y-%m-%d %H:%M}")
+        print(f"{pad}  path: {v.path}")
+        if cfg:
+            keys = ("method", "optimizer", "lr", "epochs", "max_steps", "lora_r", "precision", "deepspeed")
+            print(f"{pad}  training config: " + ", ".join(f"{k}={cfg[k]}" for k in keys if cfg.get(k) not in (None, "")))
+        if data:
+            print(f"{pad}  dataset: sha256 {str(data.get('sha256', '?'))[:16]}  "
+                  + "  ".join(f"{k}={data[k]}" for k in ("snapshot", "path", "examples", "new_records") if k in data))
+        if isinstance(ids, dict) and ids:
+            print(f"{pad}  feedback: " + "; ".join(f"{k} {', '.join(map(str, x))}" for k, x in ids.items() if x))
+        for m in moves:
+            if m.to_version == v.id:
+                print(f"{pad}  {m.moved_at:%Y-%m-%d %H:%M} became {m.alias} (by {m.actor}: {m.reason}"
+                      + (f"; report {m.report}" if m.report else "") + ")")
+
+
+def _print_message_lineage(registry: Registry, message_id: int) -> None:
+    from feedback.db import Message
+
+    with registry.store.session() as s:
+        message = s.get(Message, message_id)
+        if message is None:
+            raise OncoLoopError(f"no stored message {message_id}; message ids are in the reviewer queue and exports "
+                                "(meta.feedback_ids.message).")
+        version = message.model_version
+    print(f"message {message_id} was answered by {version or 'nobody (unanswered)'}")
+    trained = registry.trained_on(message_id)
+    print("versions trained on its feedback: " + (", ".join(trained) if trained else "none yet"))
+    if version:
+        try:
+            _print_lineage(registry, version)
+        except OncoLoopError:
+            print(f"(version {version} is not in this registry)")
+
+
 def _print_version(v: ModelVersion, aliases: dict[str, str]) -> None:
     names = [a for a, vid in aliases.items() if vid == v.id]
     print(f"{v.id}  method={v.method}  parent={v.parent or '-'}  created={v.created_at:%Y-%m-%d %H:%M}"
@@ -151,7 +214,12 @@ def main(argv: list[str] | None = None) -> int:
     al.add_argument("version")
     al.add_argument("--by", required=True, help="who moves it")
     al.add_argument("--reason", required=True)
+    lin = sub.add_parser("lineage", help="a version's ancestry, training data and feedback rows")
+    lin.add_argument("name", nargs="?", help="version id or alias")
+    lin.add_argument("--message", type=int, help="a stored answer's message id instead of a version")
     args = parser.parse_args(argv)
+    if args.command == "lineage" and (args.name is None) == (args.message is None):
+        parser.error("lineage takes a version (or alias) or --message ID, not both")
 
     registry = Registry(open_store(get_settings()))
     if args.command == "list":
@@ -168,6 +236,11 @@ def main(argv: list[str] | None = None) -> int:
             if v.id in (m.to_version, m.from_version):
                 print(f"{m.moved_at:%Y-%m-%d %H:%M} {m.alias}: {m.from_version or '-'} -> {m.to_version}"
                       f" by {m.actor}: {m.reason}")
+    elif args.command == "lineage":
+        if args.message is not None:
+            _print_message_lineage(registry, args.message)
+        else:
+            _print_lineage(registry, args.name)
     elif args.command == "alias":
         move = registry.set_alias(args.alias, args.version, args.by, args.reason)
         print(f"{move.alias}: {move.from_version or '-'} -> {move.to_version}")

@@ -47,3 +47,43 @@ def tiny_base(tmp_path_factory) -> Path:
                           max_new_tokens=4, eval_every_epochs=0)
     build(cfg, root / "model")
     return root / "model"
+
+
+def _in_ci() -> bool:
+    """CI (`.ci/run`) sets ONCOLOOP_CHROMIUM; most CI systems also set CI."""
+    return bool(os.environ.get("CI") or os.environ.get("ONCOLOOP_CHROMIUM"))
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """A headless Playwright browser on Debian's Chromium (scripts/ci_chromium.sh installs it).
+
+    Module-scoped: Playwright's sync API keeps an event loop running in the main thread while it
+    lives, and later tests that call ``asyncio.run`` must not find it there.
+
+    Skips outside CI when Chromium or Playwright is missing; in CI (env CI or ONCOLOOP_CHROMIUM
+    set) a missing browser fails loudly, so a skipped browser test never counts as passing there.
+    """
+    import shutil
+
+    path = os.environ.get("ONCOLOOP_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    problem = None
+    if sync_playwright is None:
+        problem = "playwright is not installed (pip install -e '.[dev]')"
+    elif not path or not Path(path).is_file():
+        problem = f"Debian's chromium is not installed ({path or 'not on PATH'}); run `bash scripts/ci_chromium.sh`"
+    if problem:
+        if _in_ci():
+            pytest.fail(f"browser tests cannot run in CI: {problem}", pytrace=False)
+        pytest.skip(problem)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=path, headless=True,
+                                     args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"])
+        try:
+            yield browser
+        finally:
+            browser.close()

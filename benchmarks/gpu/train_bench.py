@@ -5,8 +5,11 @@ random-initialised LLaMA of about 1.1B parameters on the spot (no hub), trains i
 ``python -m finetune.train`` once per setting and writes
 ``benchmarks/results/train_gpu_<device>.json`` and ``.md``.
 
-``--dry-run`` does the same on CPU with a tiny model and fp32 everywhere (the GPU-only
-precisions are recorded as fp32), to show the script works before a GPU is rented.
+``--dry-run`` runs every setting on CPU with a tiny model, each precision as plain fp32
+(the Trainer runs neither fp16 nor bf16 with DeepSpeed on a CPU), so every code path up to
+the GPU-only flags runs before a GPU is rented. Its results go to the work folder, not
+``benchmarks/results/``. Results are rewritten after every setting, so a run cut short by
+the time limit keeps what it measured.
 
 MFU: model FLOPs per real token = 4·N_frozen + 6·N_trainable (LoRA computes no weight
 gradients for frozen weights) + 12·layers·hidden·seq_len (attention, forward and backward),
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -57,6 +61,15 @@ def build_model(out: Path, dry_run: bool) -> dict:
             "hidden": config.hidden_size}
 
 
+def dry_precision(precision: str) -> str:
+    """The precision a CPU dry run uses for a GPU setting: fp32 (DeepSpeed + fp16/bf16 need a GPU).
+
+    >>> [dry_precision(p) for p in ("bf16", "fp16", "fp32")]
+    ['fp32', 'fp32', 'fp32']
+    """
+    return "fp32"
+
+
 def run_setting(label, precision, tf32, zero, model_dir, work, args) -> dict:
     """One ``python -m finetune.train`` run; its train_meta.json metrics."""
     out = work / label.replace(" ", "_").replace("+", "_")
@@ -66,7 +79,8 @@ def run_setting(label, precision, tf32, zero, model_dir, work, args) -> dict:
                  f"deepspeed=configs/deepspeed/{zero}.json", "epochs=100", "lora_r=16"]
     if args.dry_run:
         overrides = [o for o in overrides if not o.startswith(("precision=", "tf32=", "logging_steps="))]
-        overrides += ["precision=fp32", "tf32=false", "logging_steps=1"]
+        overrides += [f"precision={dry_precision(precision)}", "tf32=false", "logging_steps=1"]
+    shutil.rmtree(out, ignore_errors=True)  # a finished run left here would be "already complete"
     started = time.time()
     proc = subprocess.run([sys.executable, "-m", "finetune.train", "--config", "configs/lora/tiny_cpu.yaml",
                            *overrides], cwd=REPO, capture_output=True, text=True,
@@ -76,7 +90,8 @@ def run_setting(label, precision, tf32, zero, model_dir, work, args) -> dict:
     meta = json.loads((out / "final" / "train_meta.json").read_text())
     m = meta["metrics"]
     steady = m["tokens_per_second_log"][1:] or m["tokens_per_second_log"]  # first interval includes warm-up
-    return {"label": label, "precision": "fp32" if args.dry_run else precision, "tf32": tf32 and not args.dry_run,
+    return {"label": label, "precision": dry_precision(precision) if args.dry_run else precision,
+            "tf32": tf32 and not args.dry_run,
             "zero": zero, "tokens_per_second": statistics.median(steady), "peak_memory_gib": m["peak_memory_gib"],
             "trainable_parameters": m["trainable_parameters"], "total_parameters": m["total_parameters"],
             "mean_tokens_per_row": meta["dataset"]["real_tokens"] / meta["dataset"]["examples"],
@@ -90,6 +105,20 @@ def mfu(r: dict, shape: dict) -> float | None:
     flops_per_token = 4 * (n - n_train) + 6 * n_train + 12 * shape["layers"] * shape["hidden"] * r["mean_tokens_per_row"]
     peak = PEAK_TFLOPS["tf32" if r["tf32"] else r["precision"]] * 1e12
     return r["tokens_per_second"] * flops_per_token / peak
+
+
+def write_results(stem: Path, device: str, shape: dict, args, results: list[dict]) -> None:
+    """``<stem>.json`` and a Markdown table ``<stem>.md`` of the settings measured so far."""
+    stem.with_suffix(".json").write_text(json.dumps({"device": device, "model": shape, "steps": args.steps,
+                                                     "batch": args.batch, "seq_len": args.seq_len,
+                                                     "results": results}, indent=2) + "\n")
+    lines = [f"# LoRA training on {device}", "", f"Random LLaMA {shape['parameters'] / 1e9:.2f}B, {args.steps} steps, "
+             f"batch {args.batch}, max_seq_len {args.seq_len}, seed data, length grouping.", "",
+             "| setting | real tokens/s | MFU | peak memory (GiB) |", "| --- | ---: | ---: | ---: |"]
+    for r in results:
+        lines.append(f"| {r['label']} | failed | | |" if "error" in r else
+                     f"| {r['label']} | {r['tokens_per_second']:.0f} | {100 * r['mfu']:.1f}% | {r['peak_memory_gib']:.1f} |")
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,11 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model: random LLaMA, {shape['parameters'] / 1e9:.2f}B parameters, on {device}", flush=True)
     results = []
     wanted = set(args.only.split(",")) if args.only else None
+    results_dir = args.work if args.dry_run else REPO / "benchmarks" / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stem = results_dir / f"train_gpu_{device}"
     for label, precision, tf32, zero in SETTINGS:
         if wanted and label not in wanted:
             continue
         r = run_setting(label, precision, tf32, zero, model_dir, args.work, args)
-        label = r["label"] = f"{label} (dry run: fp32)" if args.dry_run else label
+        label = r["label"] = f"{label} (dry run: {dry_precision(precision)})" if args.dry_run else label
         r["mfu"] = mfu(r, shape)
         results.append(r)
         if "error" in r:
@@ -127,19 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{label:18s} {r['tokens_per_second']:9.0f} real tokens/s  MFU {100 * r['mfu']:5.1f}%  "
                   f"peak {r['peak_memory_gib']:.1f} GiB  ({r['wall_seconds']}s)", flush=True)
-    results_dir = REPO / "benchmarks" / "results"
-    results_dir.mkdir(parents=True, exist_ok=True)
-    stem = results_dir / f"train_gpu_{device}"
-    stem.with_suffix(".json").write_text(json.dumps({"device": device, "model": shape, "steps": args.steps,
-                                                     "batch": args.batch, "seq_len": args.seq_len,
-                                                     "results": results}, indent=2) + "\n")
-    lines = [f"# LoRA training on {device}", "", f"Random LLaMA {shape['parameters'] / 1e9:.2f}B, {args.steps} steps, "
-             f"batch {args.batch}, max_seq_len {args.seq_len}, seed data, length grouping.", "",
-             "| setting | real tokens/s | MFU | peak memory (GiB) |", "| --- | ---: | ---: | ---: |"]
-    for r in results:
-        lines.append(f"| {r['label']} | failed | | |" if "error" in r else
-                     f"| {r['label']} | {r['tokens_per_second']:.0f} | {100 * r['mfu']:.1f}% | {r['peak_memory_gib']:.1f} |")
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+        write_results(stem, device, shape, args, results)
     print(f"results: {stem}.json, {stem}.md")
     return 1 if any("error" in r for r in results) else 0
 

@@ -62,5 +62,5 @@ def answered(store, people):
     conv = store.start_conversation(people["clinician"], arm="champion", model_version="v1")
     mid = store.record_question(people["clinician"], conv, "What is the usual first-line regimen for stage III colon cancer?")
     store.record_answer(mid, "Adjuvant FOLFOX or CAPOX after resection.", "v1", latency_ms=120,
-                        guard_actions=[{"rule": "preamble"}])
+                        guard_actions=["preamble", "dosing_notice"])
     return mid

@@ -1,4 +1,4 @@
-"""De-duplication and decontamination: literal examples, the lexical fallback, the HNSW path."""
+"""De-duplication and decontamination: literal examples, the lexical fallback, the approximate path."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_keep_unique_keeps_the_first_of_each_group():
     assert keep_unique([], lexical_embed, 0.9) == [] and keep_unique(["one"], lexical_embed, 0.9) == [0]
 
 
-def test_keep_unique_with_the_hnsw_index(monkeypatch):
+def test_keep_unique_with_the_approximate_index(monkeypatch):
     monkeypatch.setattr(dedup, "_EXACT_FLAT_LIMIT", 100)  # force the approximate index on a small set
     rng = np.random.default_rng(0)
     words = ["carboplatin", "docetaxel", "neutropenia", "mucositis", "staging", "screening", "nivolumab",

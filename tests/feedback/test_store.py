@@ -62,10 +62,22 @@ def test_bad_accounts_are_refused(store, people):
 
 def test_question_answer_and_guard_actions_are_recorded(store, people, answered):
     m = store.message(answered)
-    assert (m.status, m.model_version, m.latency_ms, m.guard_actions) == ("answered", "v1", 120, [{"rule": "preamble"}])
+    assert (m.status, m.model_version, m.latency_ms, m.guard_actions) == ("answered", "v1", 120, ["preamble", "dosing_notice"])
     with pytest.raises(OncoLoopError, match="already has an answer"):
         store.record_answer(answered, "overwrite", "v2")
     assert store.message(answered).answer == "Adjuvant FOLFOX or CAPOX after resection."
+
+
+def test_guard_actions_default_to_an_empty_list_and_must_be_strings(store, people):
+    conv = store.start_conversation(people["clinician"])
+    plain = store.record_question(people["clinician"], conv, "What is ECOG 2?")
+    store.record_answer(plain, "Ambulatory, self-caring, unable to work.", "v1")
+    assert store.message(plain).guard_actions == []
+    pending = store.record_question(people["clinician"], conv, "And ECOG 3?")
+    assert store.message(pending).guard_actions == []
+    with pytest.raises(OncoLoopError, match="list of strings"):
+        store.record_answer(pending, "Limited self-care.", "v1", guard_actions=[{"rule": "preamble"}])
+    assert store.message(pending).answer is None
 
 
 def test_failed_answer_keeps_the_question_unanswered(store, people):
@@ -143,7 +155,7 @@ def test_review_flow_and_permissions(store, people, answered):
         store.review(forged, rid, "approve")
     [item] = store.review_queue(reviewer)
     assert (item.rating_id, item.correction, item.tags, item.rater, item.guard_actions) == (
-        rid, "Adjuvant FOLFOX or CAPOX.", ["incomplete"], "carla", [{"rule": "preamble"}])
+        rid, "Adjuvant FOLFOX or CAPOX.", ["incomplete"], "carla", ["preamble", "dosing_notice"])
     with pytest.raises(OncoLoopError, match="needs the edited answer"):
         store.review(reviewer, rid, "edit")
     with pytest.raises(OncoLoopError, match="unknown decision"):

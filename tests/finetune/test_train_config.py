@@ -11,6 +11,7 @@ from feedback.errors import OncoLoopError
 from finetune.config import load_config
 from finetune.distributed import Hardware, check_choices, check_precision, client_optimizer, deepspeed_config
 from finetune.train_config import TrainConfig
+from finetune.trainer import fsdp_arguments
 
 REPO = Path(__file__).resolve().parents[2]
 CPU = Hardware(cuda=False, bf16=True, tf32=False)
@@ -38,6 +39,9 @@ def test_every_training_config_loads_and_says_how_to_launch(path):
         assert (REPO / cfg.deepspeed).is_file()
         check_precision(cfg, H100)
         assert deepspeed_config(cfg, H100)["optimizer"]["type"] == "AdamW"
+    elif cfg.fsdp:
+        check_precision(cfg, H100)
+        assert fsdp_arguments(cfg)["fsdp_config"]["version"] == 2
     else:
         check_precision(cfg, CPU)
 
@@ -81,6 +85,8 @@ def test_without_deepspeed_the_trainer_builds_each_optimizer():
     ({"tf32": True}, CPU, "tf32=true needs an Ampere"),
     ({"tf32": True}, V100, "older than Ampere"),
     ({"precision": "bf16"}, V100, "no bf16 support"),
+    ({"precision": "bf16", "deepspeed": "configs/deepspeed/zero2.json"}, CPU, "bf16 with DeepSpeed needs a GPU"),
+    ({"method": "full", "fsdp": True}, CPU, "fsdp=true needs CUDA GPUs.*deepspeed=configs/deepspeed/zero3.json"),
 ])
 def test_precision_the_hardware_cannot_do_is_refused(values, hw, message):
     with pytest.raises(OncoLoopError, match=message):
@@ -97,6 +103,8 @@ def test_precision_a_gpu_can_do_passes(values):
     ({"optimizer": "sgd"}, "unknown optimizer 'sgd'"),
     ({"precision": "int4"}, "unknown precision"),
     ({"method": "ptuning", "grouping": "packing"}, "packing cannot be used with method=ptuning"),
+    ({"method": "lora", "fsdp": True}, "fsdp=true is for method=full"),
+    ({"method": "full", "fsdp": True, "deepspeed": "configs/deepspeed/zero3.json"}, "choose one"),
 ])
 def test_unknown_choices_are_refused(values, message):
     with pytest.raises(OncoLoopError, match=message):
@@ -116,3 +124,27 @@ def test_unknown_zero_stage_and_optimizer_section_are_refused(tmp_path):
         deepspeed_config(TrainConfig(deepspeed=str(bad)), CPU)
     with pytest.raises(OncoLoopError, match="not found"):
         deepspeed_config(TrainConfig(deepspeed="configs/deepspeed/zero9.json"), CPU)
+
+
+def test_fsdp_becomes_accelerates_fsdp2_plugin_on_gpus(tmp_path):
+    """What fsdp=true hands the Trainer (CPU-only here, so the arguments, not a GPU run, are checked)."""
+    from finetune.trainer import training_arguments
+
+    cfg = TrainConfig(method="full", fsdp=True, gradient_checkpointing=True)
+    check_choices(cfg)
+    check_precision(cfg, H100)
+    args = training_arguments(cfg, tmp_path, None)
+    assert args.fsdp_plugin_args["fsdp_version"] == 2
+    assert args.fsdp_plugin_args["auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    assert args.fsdp_plugin_args["state_dict_type"] == "FULL_STATE_DICT"
+    assert args.fsdp_plugin_args["activation_checkpointing"] is True and not args.gradient_checkpointing
+
+
+def test_gpu_without_a_cuda_toolkit_gets_torch_adam_and_a_message_for_lamb():
+    no_nvcc = Hardware(cuda=True, bf16=True, tf32=True, cuda_ops=False)
+    ds = deepspeed_config(TrainConfig(deepspeed="configs/deepspeed/zero2.json"), no_nvcc)
+    assert ds["optimizer"]["params"]["torch_adam"] is True
+    assert "torch_adam" not in deepspeed_config(TrainConfig(deepspeed="configs/deepspeed/zero2.json"),
+                                                H100)["optimizer"]["params"]
+    with pytest.raises(OncoLoopError, match="needs its fused CUDA op"):
+        deepspeed_config(TrainConfig(optimizer="lamb", deepspeed="configs/deepspeed/zero2.json"), no_nvcc)

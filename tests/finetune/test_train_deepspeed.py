@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -75,6 +76,31 @@ def test_two_processes_with_torchrun(tmp_path, tiny_base):
     # 2 processes x 2 rows per step: 4 steps saw 16 rows' worth of real tokens.
     assert meta["metrics"]["real_tokens_seen"] > 8 * 100
     _check_trained("lora", tiny_base, out / "final", data)
+
+
+@pytest.mark.slow
+def test_two_processes_with_the_deepspeed_launcher(tmp_path, tiny_base):
+    """`deepspeed --num_gpus 2 --module finetune.train ...` as the docs print it; on a CPU
+    machine DeepSpeed's launcher starts 2 CPU ranks (gloo + its shared-memory comm op)."""
+    data = small_data(tmp_path / "data.jsonl")
+    out = tmp_path / "run"
+    launcher = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", str(free_port()),
+                "--module"]
+    args = ["--config", "configs/lora/tiny_cpu.yaml",
+            *overrides(tiny_base, data, out, deepspeed="configs/deepspeed/zero2.json", per_device_batch_size=2)]
+    proc = run_cli(args, env=ENV, launcher=launcher)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    meta = read_meta(out / "final")
+    assert meta["metrics"]["world_size"] == 2 and meta["metrics"]["global_step"] == 4
+    _check_trained("lora", tiny_base, out / "final", data)
+
+
+def test_shipped_hostfile_parses_with_deepspeeds_own_reader():
+    """The multi-node example is read as DeepSpeed's launcher reads it (running it needs the nodes)."""
+    from deepspeed.launcher.runner import fetch_hostfile
+
+    hosts = fetch_hostfile(str(REPO / "configs" / "deepspeed" / "hostfile.example"))
+    assert dict(hosts) == {"gpu-node-1": 8, "gpu-node-2": 8}
 
 
 @pytest.mark.slow

@@ -45,6 +45,7 @@ def test_missing_data_file_and_base_are_refused(tmp_path, tiny_base, capsys):
     ({"method": "rlhf"}, "unknown method 'rlhf'"),
     ({"optimizer": "sgd"}, "unknown optimizer 'sgd'"),
     ({"precision": "fp16"}, "fp16 needs a CUDA GPU"),
+    ({"method": "full", "fsdp": "true"}, "fsdp=true needs CUDA GPUs"),
     ({"deepspeed": "configs/deepspeed/zero7.json"}, "not found"),
     ({"max_seq_len": 20}, "no record keeps a response token within max_seq_len=20"),
     ({"lora_target_modules": "qkv"}, "lora_target_modules qkv are not modules of this model"),

@@ -55,3 +55,22 @@ def test_a_dead_engine_answers_503(tmp_path):
         assert pool.ready()[0] is False
 
     asyncio.run(scenario())
+
+
+def test_the_admin_tabs_ab_share_reaches_the_pool_but_not_a_private_gateway(oncoloop_home):
+    from feedback.abtest import set_challenger_share as set_share
+    from feedback.db import open_store
+    from serve.registry import Registry
+
+    registry = Registry(open_store())
+    pool = EnginePool(registry, ServeConfig(challenger_share=0.1), "transformers", oncoloop_home)
+    asyncio.run(pool.sync())
+    assert pool.cfg.challenger_share == 0.1  # nothing set in the store: the config's share
+    set_share(registry.store, 0.4, "adam", "more traffic to the challenger")
+    asyncio.run(pool.sync())
+    assert pool.cfg.challenger_share == 0.4 and pool.ready()[1]["challenger_share"] == 0.4
+    private = EnginePool(registry, ServeConfig(challenger_share=0.0, versions=["v9"]), "transformers", oncoloop_home)
+    private.wanted = {}
+    private.failed = {"v9": 1e12}  # do not try to start v9
+    asyncio.run(private.sync())
+    assert private.cfg.challenger_share == 0.0

@@ -1,0 +1,156 @@
+"""One comparison of two versions: check them, load the sets, ask both through a gateway, score, and add the
+online A/B results from the store. ``eval.compare`` and ``eval.gate`` both run it."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eval.client import PrivateGateway, ask_all
+from eval.config import CompareConfig
+from eval.scoring import SetResult, score_set
+from eval.sets import DEFAULT_SETS, EvalSet, load_set
+from feedback.errors import OncoLoopError
+
+WEIGHT_FILES = ("*.safetensors", "*.bin", "adapter_model.*")
+
+
+@dataclass
+class Comparison:
+    """What a comparison found (plain data; ``report.json`` holds it)."""
+
+    id: str
+    created_at: str
+    a: str  # as named (e.g. champion)
+    b: str
+    a_version: str
+    b_version: str
+    config: dict
+    sets: dict[str, SetResult]
+    online: dict | None = None
+    gateway: str = ""
+    duration_s: float = 0.0
+    answer_s: dict[str, float] = field(default_factory=dict)  # seconds spent asking, per set
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Comparison":
+        d = dict(d)
+        d["sets"] = {k: SetResult.from_dict(v) for k, v in d["sets"].items()}
+        return cls(**d)
+
+
+def check_version(registry, name: str):
+    """The registered version behind ``name``, if its directory is complete.
+
+    Raises:
+        OncoLoopError: unknown alias or version, or a version whose directory is missing or incomplete.
+    """
+    version = registry.get(name)
+    path = Path(version.path)
+    if not (path / "meta.json").is_file() or not any(any(path.glob(p)) for p in WEIGHT_FILES):
+        raise OncoLoopError(f"version {version.id} is not ready: {path} has no meta.json or no weights (still "
+                            "being built, or deleted). Finish it with `python -m finetune.merge` or choose another.")
+    return version
+
+
+def report_id(a: str, b: str, when: dt.datetime) -> str:
+    """A report directory name: UTC time, then the two versions.
+
+    >>> report_id("v1", "lora 2", dt.datetime(2026, 1, 2, 3, 4, 5))
+    '20260102-030405-v1-vs-lora_2'
+    """
+    safe = lambda s: re.sub(r"[^A-Za-z0-9._-]+", "_", s)[:60]  # noqa: E731
+    return f"{when:%Y%m%d-%H%M%S}-{safe(a)}-vs-{safe(b)}"
+
+
+def load_sets(sets: dict[str, Path | None] | None, cfg: CompareConfig, limits: dict[str, int] | None = None
+              ) -> list[EvalSet]:
+    """The sets to evaluate (default: general, safety, retention), all validated before anything is asked."""
+    wanted = sets if sets else {name: None for name in DEFAULT_SETS}
+    limits = limits or {}
+    return [load_set(name, path, limit=limits.get(name, cfg.limit), seed=cfg.seed, retention_size=cfg.retention_size)
+            for name, path in wanted.items()]
+
+
+def make_judge(cfg: CompareConfig):
+    """The configured judge, checked to answer (None when no judge is configured)."""
+    if not cfg.judge_url:
+        return None
+    import os
+
+    from eval.judge import OpenAIJudge, load_rubric
+
+    judge = OpenAIJudge(cfg.judge_url, cfg.judge_model, load_rubric(cfg.judge_rubric),
+                        os.environ.get(cfg.judge_api_key_env, "none"), cfg.judge_max_tokens, cfg.request_timeout_s)
+    judge.check()
+    return judge
+
+
+def _ask(url: str, version: str, s: EvalSet, cfg: CompareConfig):
+    answers = ask_all(url, version, s.items, cfg.max_tokens, cfg.temperature, cfg.concurrency, cfg.request_timeout_s,
+                      cfg.retries, label=f"{s.name}: {version}")
+    wrong = {a.version for a in answers} - {version}
+    if wrong:
+        raise OncoLoopError(f"the gateway answered for {version} with {', '.join(sorted(wrong))}; it must serve "
+                            "that version by id (an older gateway?).")
+    return answers
+
+
+def run_comparison(a: str, b: str, sets: dict[str, Path | None] | None = None, cfg: CompareConfig | None = None,
+                   limits: dict[str, int] | None = None, registry=None, online: bool = True) -> Comparison:
+    """Compare versions ``a`` and ``b`` (aliases or ids) on the sets; nothing in the registry changes.
+
+    Raises:
+        OncoLoopError: unknown or unfinished version, bad set, unreachable gateway or judge.
+    """
+    from feedback.store import FeedbackStore
+    from serve.registry import Registry
+
+    cfg = (cfg or CompareConfig()).check()
+    started, now = time.monotonic(), dt.datetime.now(dt.timezone.utc)
+    store = FeedbackStore.open()
+    registry = registry or Registry(store.store)
+    va, vb = check_version(registry, a), check_version(registry, b)
+    if va.id == vb.id:
+        raise OncoLoopError(f"{a} and {b} are the same version ({va.id}); compare two different versions.")
+    eval_sets = load_sets(sets, cfg, limits)
+    judge = make_judge(cfg)
+    results: dict[str, SetResult] = {}
+    answer_s: dict[str, float] = {}
+    gateway = (PrivateGateway([va.id, vb.id], cfg.engine, cfg.gateway_start_timeout_s, guard=cfg.guard)
+               if not cfg.gateway_url else None)
+    if gateway is not None:
+        print(f"compare: starting a private gateway for {va.id} and {vb.id} (log {gateway.log})", file=sys.stderr)
+        gateway.__enter__()
+    try:
+        url = cfg.gateway_url or gateway.url
+        for s in eval_sets:
+            t = time.monotonic()
+            # both versions at once: their engines are separate processes, so this uses two cores
+            with ThreadPoolExecutor(2) as pool:
+                fa, fb = pool.submit(_ask, url, va.id, s, cfg), pool.submit(_ask, url, vb.id, s, cfg)
+                answers_a, answers_b = fa.result(), fb.result()
+            answer_s[s.name] = round(time.monotonic() - t, 1)
+            results[s.name] = score_set(s, answers_a, answers_b, cfg.resamples, cfg.seed, judge, cfg.judge_limit,
+                                        cfg.judge_unparseable, cfg.concurrency)
+    finally:
+        if gateway is not None:
+            gateway.stop()
+    summary = None
+    if online:
+        from eval.online import online_summary
+
+        facts = [m for m in store.feedback_facts() if m.model_version in (va.id, vb.id)]
+        summary = online_summary(facts, [va.id, vb.id], cfg.resamples, cfg.seed) if facts else None
+    return Comparison(report_id(va.id, vb.id, now), now.isoformat(timespec="seconds"), a, b, va.id, vb.id,
+                      dataclasses.asdict(cfg), results, summary, cfg.gateway_url or "private",
+                      round(time.monotonic() - started, 1), answer_s)

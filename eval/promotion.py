@@ -1,0 +1,146 @@
+"""Promotion and rollback by an admin: who may move the champion, and the report every move is recorded with.
+
+An admin is an account of the feedback store with the ``promote`` / ``rollback`` permission (role admin),
+authenticated by password. A promotion cites the candidate's latest gate report; a version whose latest gate
+decision failed is promoted only with ``force`` (and the report says so). A rollback moves the champion back
+to the version it replaced (or a named one). Each move writes a small report of its own under
+``$ONCOLOOP_HOME/reports/<id>/`` (who, why, from, to, the gate report it rests on) and the registry records
+the move with that report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from feedback.auth import Account
+from feedback.errors import OncoLoopError
+from feedback.settings import get_settings
+
+PASSWORD_ENV = "ONCOLOOP_PASSWORD"
+
+
+def read_password(password_file: Path | None = None) -> str:
+    """The admin's password: from a file, from ``$ONCOLOOP_PASSWORD``, or typed at a terminal.
+
+    Raises:
+        OncoLoopError: none of these available.
+    """
+    if password_file is not None:
+        try:
+            return password_file.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise OncoLoopError(f"cannot read the password file {password_file}: {e}") from None
+    if os.environ.get(PASSWORD_ENV):
+        return os.environ[PASSWORD_ENV]
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass("password: ")
+    raise OncoLoopError(f"no password: set {PASSWORD_ENV}, pass --password-file FILE, or run at a terminal.")
+
+
+def authorize(store, username: str, password: str, action: str) -> Account:
+    """The account, if the password is right and its role may do ``action`` (promote or rollback).
+
+    Raises:
+        OncoLoopError: wrong username or password, disabled account, or a role without the permission.
+    """
+    return store.require(store.authenticate(username, password), action)
+
+
+def gate_decisions(version: str) -> list[dict]:
+    """Every gate decision recorded for ``version``, oldest first."""
+    out = []
+    for path in sorted(get_settings().reports_dir.glob("*/decision.json")):
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if d.get("candidate") == version:
+            out.append(d)
+    return sorted(out, key=lambda d: d.get("created_at", ""))
+
+
+def write_move_report(kind: str, alias: str, from_version: str | None, to_version: str, account: Account,
+                      reason: str, gate: dict | None, forced: bool = False) -> Path:
+    """A one-page report of an alias move (Markdown + HTML + JSON); returns the HTML path."""
+    now = dt.datetime.now(dt.timezone.utc)
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", to_version)[:60]
+    out = get_settings().ensure_layout().reports_dir / f"{now:%Y%m%d-%H%M%S}-{kind}-{safe}"
+    out.mkdir(parents=True, exist_ok=True)
+    gate_line = (f"gate report {gate['report_dir']}/report.html: {'PASSED' if gate['passed'] else 'FAILED'}"
+                 if gate else "no gate report for this version")
+    facts = {"kind": kind, "alias": alias, "from": from_version, "to": to_version, "by": account.username,
+             "role": account.role, "reason": reason, "at": now.isoformat(timespec="seconds"), "gate": gate_line,
+             "forced": forced, "gate_reasons": (gate or {}).get("reasons", [])}
+    (out / "move.json").write_text(json.dumps(facts, indent=1), encoding="utf-8")
+    lines = [f"# {kind.capitalize()}: {alias} {from_version or '-'} → {to_version}", ""]
+    lines += [f"- **{k}**: {v}" for k, v in facts.items() if k != "gate_reasons"]
+    lines += [f"  - {r}" for r in facts["gate_reasons"]]
+    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in facts.items()
+                    if k != "gate_reasons")
+    items += "".join(f"<li>{html.escape(r)}</li>" for r in facts["gate_reasons"])
+    (out / "report.html").write_text(
+        f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(lines[0][2:])}</title>"
+        f"</head><body><h1>{html.escape(lines[0][2:])}</h1><ul>{items}</ul></body></html>", encoding="utf-8")
+    return out / "report.html"
+
+
+def _check_reason(reason: str) -> None:
+    if not (reason or "").strip():
+        raise OncoLoopError("every alias move needs a reason (--reason); it is recorded with the move.")
+
+
+def promote(registry, version: str, reason: str, account: Account, force: bool = False):
+    """Make ``version`` the champion, citing its latest gate report.
+
+    Raises:
+        OncoLoopError: unknown or unfinished version, already champion, or a failed latest gate without ``force``.
+    """
+    from eval.comparison import check_version
+
+    _check_reason(reason)
+    target = check_version(registry, version)
+    current = registry.aliases().get("champion")
+    if current == target.id:
+        raise OncoLoopError(f"{target.id} is already the champion; nothing to do.")
+    decisions = gate_decisions(target.id)
+    gate = decisions[-1] if decisions else None
+    if gate and not gate["passed"] and not force:
+        raise OncoLoopError(f"{target.id} failed its latest gate ({gate['report_dir']}/report.html); promote it "
+                            "anyway only with --force, and say why in --reason.")
+    report = write_move_report("promotion", "champion", current, target.id, account, reason, gate, force)
+    return registry.set_alias("champion", target.id, account.username, reason, report=str(report))
+
+
+def rollback(registry, reason: str, account: Account, to: str | None = None):
+    """Move the champion back to the version it replaced (or to ``to``).
+
+    Raises:
+        OncoLoopError: no champion, no earlier champion to return to, or an unknown/unfinished target.
+    """
+    from eval.comparison import check_version
+
+    _check_reason(reason)
+    current = registry.aliases().get("champion")
+    if current is None:
+        raise OncoLoopError("there is no champion to roll back.")
+    if to is None:
+        moves = [m for m in registry.history("champion") if m.to_version == current and m.from_version]
+        if not moves:
+            raise OncoLoopError(f"the champion {current} replaced no earlier version; name one with --to VERSION.")
+        to = moves[-1].from_version
+    target = check_version(registry, to)
+    if target.id == current:
+        raise OncoLoopError(f"{target.id} is already the champion; nothing to roll back.")
+    decisions = gate_decisions(current)
+    report = write_move_report("rollback", "champion", current, target.id, account, reason,
+                               decisions[-1] if decisions else None)
+    return registry.set_alias("champion", target.id, account.username, reason, report=str(report))
