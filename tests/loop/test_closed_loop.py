@@ -21,6 +21,7 @@ from feedback.db import open_store
 from feedback.settings import get_settings
 from feedback.store import FeedbackStore
 from serve.registry import Registry
+from tests.loop.test_retrain import retrain_summary
 from tests.serve.conftest import REPO, Gateway
 from tests.ui.clinician import SimulatedClinician, SimulatedReviewer, UIServer
 
@@ -130,7 +131,7 @@ def test_corrections_are_learnt_gated_promoted_and_served(loop):
     assert bleu_after >= bleu_before + 10
 
     # no significant regression on the general evaluation set: the gate's own rule passed
-    summary = json.loads(done.stdout[done.stdout.index("{"):done.stdout.index("\n}") + 2])
+    summary = retrain_summary(done.stdout)
     decision = json.loads((Path(summary["report"]) / "decision.json").read_text())
     general = [r for r in decision["reasons"] if "— general " in r]
     assert general and all(": PASS" in r for r in general), decision["reasons"]

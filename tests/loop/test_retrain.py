@@ -35,6 +35,12 @@ def home(oncoloop_home, bundled_model):
     return oncoloop_home
 
 
+def retrain_summary(stdout: str) -> dict:
+    """The JSON summary ``finetune.retrain`` prints (training logs around it hold other braces)."""
+    start = stdout.index('{\n  "dataset"')
+    return json.loads(stdout[start:stdout.index("\n}", start) + 2])
+
+
 def _feedback(n: int, reviewed: bool = True) -> list[int]:
     """n clinician corrections through the store (as the UI records them); approved when ``reviewed``."""
     store = FeedbackStore.open()
@@ -219,6 +225,6 @@ def test_a_ptuning_challenger_goes_through_the_gate_on_the_adapter_engine(home, 
     champion = reg.get("champion")
     assert champion.method == "ptuning" and not champion.mergeable
     assert sorted(champion.meta["feedback_ids"]["messages"]) == ids
-    summary = json.loads(out[out.index("{"):out.index("\n}") + 2])
+    summary = retrain_summary(out)
     decision = json.loads((Path(summary["report"]) / "decision.json").read_text())
     assert any("retention: 4 items evaluated" in r for r in decision["reasons"]), decision["reasons"]
