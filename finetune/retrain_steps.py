@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from feedback.errors import OncoLoopError
-from feedback.settings import Settings
+from feedback.settings import Settings, get_settings
+from finetune.config import load_config
 from finetune.data import load_jsonl, write_jsonl
 from finetune.retrain_config import RetrainConfig
+from finetune.train_config import METHODS, TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,8 +90,6 @@ class RetrainLock:
 
 def check_config(cfg: RetrainConfig) -> None:
     """Refuse a bad retrain config before anything is exported or trained."""
-    from finetune.train_config import METHODS
-
     if cfg.method and cfg.method not in METHODS:
         raise OncoLoopError(f"unknown method {cfg.method!r}; use one of {', '.join(METHODS)}.")
     if not 0.0 <= cfg.new_share < 1.0:
@@ -178,9 +178,6 @@ def training_set(seed: list[dict], new: list[dict], share: float, replay: int, r
 
 def build_snapshot(cfg: RetrainConfig, new: list[dict], champion, export_info: dict, settings: Settings) -> Snapshot:
     """Write the training set under ``$ONCOLOOP_HOME/datasets/retrain-<sha>/`` (reused when it exists)."""
-    from finetune.train_config import TrainConfig
-    from finetune.config import load_config
-
     method = cfg.method or load_config(TrainConfig, _path(cfg.train_config), []).method
     seed = [r for path in cfg.seed_data for r in load_jsonl(_path(path))]
     records, replayed, repeats = training_set(seed, new, cfg.new_share, cfg.replay_records, cfg.seed)
@@ -226,8 +223,6 @@ def launch_command(launcher: str) -> list[str]:
 
 def train_candidate(cfg: RetrainConfig, snap: Snapshot, champion) -> Path:
     """Train from the champion in a child process; a rerun resumes the same run from its last checkpoint."""
-    from feedback.settings import get_settings
-
     run_dir = get_settings().runs_dir / snap.run_name
     final = run_dir / "final"
     base = champion.path if champion.mergeable else champion.base  # a P-tuning champion: its base model
@@ -254,8 +249,6 @@ def candidate_version(final: Path, snap: Snapshot, champion, registry, retrain_c
         return registry.get(snap.version).id  # a rerun after a crash in the gate
     except OncoLoopError:
         pass
-    from feedback.settings import get_settings
-
     target = get_settings().models_dir / snap.version
     if (target / "meta.json").is_file():  # merged, then killed before registering
         registry.register(target)
