@@ -69,11 +69,13 @@ def _priority(record: dict) -> tuple:
 
 def build(messages: list[MessageFacts], hash_of: Callable[[int], str], eval_texts: list[str],
           embed: Embedder | None, thresholds: tuple[float, float], reviewed_only: bool = False,
-          ) -> tuple[list[dict], list[dict], dict[str, int]]:
+          skip: Callable[[dict], bool] | None = None) -> tuple[list[dict], list[dict], dict[str, int]]:
     """Records, pairs and removal counts from stored feedback (no I/O).
 
     Args:
         thresholds: (near-duplicate, contamination) cosine thresholds for ``embed``.
+        skip: records and pairs to leave out before anything else (e.g. what a model was already
+            trained on), so that they cannot displace a newer near duplicate.
     """
     records, pairs = [], []
     for m in messages:
@@ -81,11 +83,16 @@ def build(messages: list[MessageFacts], hash_of: Callable[[int], str], eval_text
         records += r
         pairs += p
     pairs += ab_pairs(messages, normalise, hash_of)
+    removed = {}
+    if skip is not None:
+        n_records, n_pairs = len(records), len(pairs)
+        records, pairs = [r for r in records if not skip(r)], [p for p in pairs if not skip(p)]
+        removed = {"already_used_records": n_records - len(records), "already_used_pairs": n_pairs - len(pairs)}
     records, pairs = sorted(records, key=_priority), sorted(pairs, key=_priority)
     records, removed_records = _clean(records, _record_question, eval_texts, embed, thresholds)
     pairs, removed_pairs = _clean(pairs, _pair_question, eval_texts, embed, thresholds)
-    removed = {"contaminated_records": removed_records[0], "contaminated_pairs": removed_pairs[0],
-               "duplicate_records": removed_records[1], "duplicate_pairs": removed_pairs[1]}
+    removed |= {"contaminated_records": removed_records[0], "contaminated_pairs": removed_pairs[0],
+                "duplicate_records": removed_records[1], "duplicate_pairs": removed_pairs[1]}
     return records, pairs, removed
 
 
@@ -120,14 +127,17 @@ def _text(x: dict) -> str:
 
 def export(store: FeedbackStore, out: Path, pairs_out: Path | None = None, since: dt.datetime | None = None,
            eval_dir: Path = EVAL_DIR, embed: Embedder | None = lexical_embed, embedder: str = "lexical",
-           reviewed_only: bool = False) -> ExportResult:
-    """Write a training snapshot from the store; returns (and saves as a manifest) what was written."""
+           reviewed_only: bool = False, skip: Callable[[dict], bool] | None = None) -> ExportResult:
+    """Write a training snapshot from the store; returns (and saves as a manifest) what was written.
+
+    ``skip`` leaves records and pairs out before decontamination and de-duplication (see ``build``).
+    """
     out = Path(out)
     pairs_out = Path(pairs_out) if pairs_out else out.with_name(f"{out.stem}.pairs.jsonl")
     eval_texts = eval_questions(Path(eval_dir))
     messages = store.feedback_facts(since)
     records, pairs, removed = build(messages, store.clinician_hash, eval_texts, embed, THRESHOLDS[embedder],
-                                    reviewed_only)
+                                    reviewed_only, skip)
     ids: dict[str, set[int]] = {"messages": set(), "ratings": set(), "reviews": set()}
     for r in records + pairs:
         f = r["meta"]["feedback_ids"]

@@ -9,7 +9,10 @@ The rules (the export applies them; the reviewer tab and README describe them):
   (thumbs up or score >= 4) or a reviewer approved it, and nobody flagged it: no
   tag (incorrect, unsafe, outdated, incomplete, hallucinated), no thumbs down, no
   score <= 2, no correction, no rejection. So an answer tagged ``unsafe`` is never
-  a target, whatever else happened to it;
+  a target, whatever else happened to it. Nor is an answer the gateway's guard wrote
+  into (a redacted identifier or dose, an urgent or dosing notice): that text is the
+  guard's, and a model trained on it would learn placeholders and notices; a
+  clinician's correction of such an answer still counts;
 - a preference pair is (question, approved correction, original answer), or an
   A/B pair: the same question answered by two model versions, one well rated and
   unflagged, the other flagged.
@@ -23,6 +26,8 @@ from dataclasses import dataclass, field
 GOOD_SCORE = 4  # a score at or above this is a good rating
 BAD_SCORE = 2  # a score at or below this flags the answer
 APPROVING = ("approve", "edit")
+# ``oncoloop.guard`` actions (serve/guard.py) that change the answer's text as stored
+GUARD_EDITS = ("identifier_redacted:", "dose_redacted", "urgent_notice:", "dosing_notice")
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,7 @@ class MessageFacts:
     model_version: str | None
     created_at: dt.datetime
     ratings: tuple[RatingFacts, ...] = field(default_factory=tuple)
+    guard_actions: tuple[str, ...] = ()  # what the gateway's guard did to this answer
 
 
 def flags_answer(r: RatingFacts) -> bool:
@@ -176,8 +182,12 @@ def answer_is_target(m: MessageFacts, reviewed_only: bool = False) -> bool:
     False
     >>> answer_is_target(MessageFacts(1, "q", "a", None, t, (good,)), reviewed_only=True)
     False
+    >>> answer_is_target(MessageFacts(1, "q", "a [dose withheld]", None, t, (good,), ("preamble", "dose_redacted")))
+    False
     """
     if not m.answer.strip() or any(flags_answer(r) for r in m.ratings):
+        return False
+    if any(a.startswith(GUARD_EDITS) for a in m.guard_actions):
         return False
     endorsing = [r for r in m.ratings if endorses_answer(r)]
     if reviewed_only:

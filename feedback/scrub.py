@@ -12,7 +12,8 @@ What is found, and how (rules, not a model, so every decision can be read here):
   ``(555) 123-4567``, ``+44 20 7946 0958``), or 7 and more after "tel", "phone", "fax";
 - ``[NAME]`` capitalised names after a title (Mr, Mrs, Ms, Miss, Mx, Dr, Prof) or
   after "patient", "pt", "named", "called", "name:" (two words at least there),
-  and names with a middle initial ("John Q. Sample").
+  names with a middle initial ("John Q. Sample"), and two or three capitalised words
+  directly before another identifier ("Ann Other, MRN ...", "Ann Other (DOB ...").
 
 A name with no such context ("saw John Smith today") is not found: the rules
 trade that recall for never touching drug names, regimens and staging. The labelled
@@ -67,8 +68,11 @@ def _any(*needles: str, where: str = "text"):
     return lambda text, lower, shape: any(n in text for n in needles)
 
 
+_WORDS = re.compile(r"[A-Za-z]+")
+
+
 def _street_gate(text: str, lower: str, shape: bytes) -> bool:
-    return not _STREET_SET.isdisjoint(text.replace(",", " ").replace(".", " ").split())
+    return not _STREET_SET.isdisjoint(_WORDS.findall(text))
 
 
 # (placeholder, pattern, group to replace (0: the whole match), gate). A rule's regex runs only when
@@ -106,6 +110,10 @@ _RULES = [
     ("NAME", re.compile(rf"(?i:\b(?:patient|pt|named|called|name\s*(?:is|:))\s*:?\s+)"
                         rf"((?:{_NAME_WORD}\s+){{1,2}}{_NAME_WORD})"), 1,
      _any("patient", "pt", "name", "called", where="lower")),
+    # a name right before an identifier: "Ann Other, MRN 00990077", "Ann Other (DOB 01/02/1960)"
+    ("NAME", re.compile(rf"(?<![\w-])((?:{_NAME_WORD}\s+){{1,2}}{_NAME_WORD})(?=\s*[,(;]\s*(?:MRN|DOB|D\.O\.B|"
+                        rf"NHS\s+no|hospital\s+(?:number|no)|(?i:date\s+of\s+birth|born\s)))"), 1,
+     _any("MRN", "DOB", "D.O.B", "NHS", "hospital", "birth", "born")),
 ]
 _US_STATES = frozenset(_US_STATES)
 

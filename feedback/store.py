@@ -436,7 +436,7 @@ class FeedbackStore:
             for start in range(0, len(message_ids), 10_000):  # keep IN lists within driver limits
                 chunk = message_ids[start:start + 10_000]
                 for m in s.execute(select(Message.id, Message.question, Message.answer, Message.model_version,
-                                          Message.created_at).where(Message.id.in_(chunk))):
+                                          Message.created_at, Message.guard_actions).where(Message.id.in_(chunk))):
                     messages[m.id] = m
         by_message: dict[int, list[RatingFacts]] = {}
         for r in ratings:
@@ -445,7 +445,8 @@ class FeedbackStore:
                 r.id, r.user_id, as_utc(r.created_at), r.thumbs, r.score, tuple(r.tags or ()), r.correction,
                 review_id, decision, edited))
         return [MessageFacts(mid, m.question, m.answer, m.model_version, as_utc(m.created_at),
-                             tuple(by_message[mid])) for mid, m in sorted(messages.items()) if m.answer is not None]
+                             tuple(by_message[mid]), tuple(m.guard_actions or ()))
+                for mid, m in sorted(messages.items()) if m.answer is not None]
 
 
 def as_utc(t: dt.datetime) -> dt.datetime:

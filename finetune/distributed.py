@@ -172,12 +172,11 @@ def zero_stage(ds: dict | None) -> int | None:
 def client_optimizer(cfg: TrainConfig, hw: Hardware, ds: dict | None):
     """``(optimizer class, kwargs)`` when the Trainer must build the optimizer itself, else None.
 
-    Without DeepSpeed: torch Adam/AdamW, or this project's Lamb/Lion. With DeepSpeed its own
-    optimizers are used, except Lamb on CPU (DeepSpeed has no CPU Lamb).
+    Without DeepSpeed: torch Adam/AdamW, or Lamb/Lion from ``pytorch_optimizer``. With DeepSpeed its
+    own optimizers are used, except Lamb on CPU (DeepSpeed has no CPU Lamb).
     """
     import torch
-
-    from finetune.optimizers import Lamb, Lion
+    from pytorch_optimizer import Lamb, Lion
 
     if ds is not None and not (cfg.optimizer == "lamb" and not hw.cuda):
         return None

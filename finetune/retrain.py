@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         # 1. The reviewed feedback the champion has not learnt yet.
         new, export_info = export_new_feedback(cfg, registry, champion, settings)
         print(f"retrain: champion {champion.id}; {len(new)} new reviewed records "
-              f"({export_info['already_used']} already in the champion, {export_info['exported']} exported)")
+              f"({export_info['already_used']} already learnt by the champion's lineage, left out)")
         if len(new) < cfg.min_new_records:
             print(f"retrain: nothing to do: {len(new)} new reviewed records, fewer than min_new_records="
                   f"{cfg.min_new_records}.")

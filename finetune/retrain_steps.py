@@ -111,14 +111,46 @@ def _path(p: str) -> Path:
     return path if path.is_absolute() or path.exists() else ROOT / path
 
 
-def used_feedback(registry, version) -> set[int]:
-    """Message ids every version in ``version``'s lineage was trained on."""
-    used: set[int] = set()
+@dataclass
+class UsedFeedback:
+    """The feedback a version's lineage was trained on.
+
+    A record counts as used when every rating and review behind it was used, so a correction approved
+    after the champion was trained is new even on a message the champion learnt from. Versions that
+    recorded only message ids (older metadata) exclude their messages whole.
+    """
+
+    ratings: set[int]
+    reviews: set[int]
+    messages: set[int]  # from versions without rating ids
+
+    def covers(self, record: dict) -> bool:
+        """
+        >>> used = UsedFeedback({1, 2}, {5}, {9})
+        >>> [used.covers({"meta": {"feedback_ids": f}}) for f in ({"message": 3, "ratings": [1], "reviews": [5]},
+        ...     {"message": 3, "ratings": [1, 4], "reviews": [5]}, {"message": 9, "ratings": [7], "reviews": []})]
+        [True, False, True]
+        """
+        ids = (record.get("meta") or {}).get("feedback_ids") or {}
+        messages = ids.get("messages") or [ids.get("message")]
+        if any(m in self.messages for m in messages):
+            return True
+        ratings, reviews = set(ids.get("ratings") or []), set(ids.get("reviews") or [])
+        return bool(ratings) and ratings <= self.ratings and reviews <= self.reviews
+
+
+def used_feedback(registry, version) -> UsedFeedback:
+    """What every version in ``version``'s lineage was trained on."""
+    used = UsedFeedback(set(), set(), set())
     seen = set()
     while version is not None and version.id not in seen:
         seen.add(version.id)
         ids = (version.meta or {}).get("feedback_ids") or {}
-        used.update(ids.get("messages", []) if isinstance(ids, dict) else ids)
+        if isinstance(ids, dict) and "ratings" in ids:
+            used.ratings.update(ids["ratings"])
+            used.reviews.update(ids.get("reviews", []))
+        else:
+            used.messages.update(ids.get("messages", []) if isinstance(ids, dict) else ids)
         version = registry.get(version.parent) if version.parent else None
     return used
 
@@ -133,18 +165,21 @@ def record_message(record: dict) -> int | None:
 
 
 def export_new_feedback(cfg: RetrainConfig, registry, champion, settings: Settings) -> tuple[list[dict], dict]:
-    """Export the reviewed feedback (scrubbed, de-duplicated, decontaminated); keep what the champion lacks."""
+    """Export the reviewed feedback the champion's lineage has not learnt (scrubbed, decontaminated, de-duplicated).
+
+    Used feedback is left out before de-duplication, so a new correction close to one the champion already
+    learnt is kept rather than removed as its duplicate.
+    """
     from feedback.export import choose_embedder, export
     from feedback.store import FeedbackStore
 
     embed, embedder = choose_embedder(cfg.embedder)
+    used = used_feedback(registry, champion)
     with tempfile.TemporaryDirectory(dir=settings.datasets_dir) as tmp:
         result = export(FeedbackStore.open(settings), Path(tmp) / "feedback.jsonl", embed=embed, embedder=embedder,
-                        reviewed_only=cfg.reviewed_only)
-        records = load_jsonl(Path(tmp) / "feedback.jsonl") if result.records else []
-    used = used_feedback(registry, champion)
-    new = [r for r in records if record_message(r) not in used]
-    return new, {"exported": len(records), "already_used": len(records) - len(new), "embedder": embedder,
+                        reviewed_only=cfg.reviewed_only, skip=used.covers)
+        new = load_jsonl(Path(tmp) / "feedback.jsonl") if result.records else []
+    return new, {"already_used": result.removed["already_used_records"], "embedder": embedder,
                  "removed": result.removed}
 
 

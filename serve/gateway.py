@@ -137,9 +137,9 @@ def create_app(pool: EnginePool, guard: Guard | None = None) -> FastAPI:
             engine.inflight -= 1
             return await _engine_error(upstream, headers_out)
         if payload.get("stream"):
-            relay = _relay_raw if guarded.redactor is None else _relay_guarded
-            return StreamingResponse(relay(upstream, engine, alias, guarded), media_type="text/event-stream",
-                                     headers=headers_out)
+            rewriter = _raw_rewriter if guarded.redactor is None else _guarded_rewriter
+            return StreamingResponse(_relay(upstream, engine, rewriter(engine, alias, guarded)),
+                                     media_type="text/event-stream", headers=headers_out)
         try:
             answer = json.loads(await upstream.aread())
         except (UpstreamError, json.JSONDecodeError) as e:
@@ -178,83 +178,21 @@ async def _lines(upstream: UpstreamResponse):
         yield [rest]
 
 
-async def _relay_raw(upstream: UpstreamResponse, engine: Engine, alias: str | None, guarded: GuardedChat):
-    """Pass an engine's event stream on as bytes, splicing ``model`` and ``oncoloop`` into each chunk's text.
+async def _relay(upstream: UpstreamResponse, engine: Engine, rewrite):
+    """Pass an engine's event stream on, each event's ``data:`` line through ``rewrite``.
 
-    Nothing in the answer needs redacting here, so the guard's record is known before the first chunk;
-    chunks read together are sent together. Always releases the engine.
+    ``rewrite(line)`` returns the bytes to send for one ``data:`` line (one or more events); other
+    lines pass unchanged. Lines read together are sent together. A broken engine stream ends with an
+    error event. Always releases the engine, also on a client that hangs up (the task is cancelled), so
+    that a swap can stop the old engine.
     """
-    spec = engine.spec
-    tail = b',"oncoloop":' + json.dumps(_fields(engine, alias, guarded.actions)).encode() + b"}"
-    names = [(f'"model":{json.dumps(spec.served_name)}'.encode(), f'"model":{json.dumps(spec.version)}'.encode()),
-             (f'"model": {json.dumps(spec.served_name)}'.encode(), f'"model": {json.dumps(spec.version)}'.encode())]
-    notice = guarded.prefix
     try:
         async for lines in _lines(upstream):
             out = []
             for line in lines:
                 line = line.rstrip(b"\r")
-                if line.startswith(b"data: {") and line.endswith(b"}"):
-                    if notice:
-                        out.append(_notice_chunk(json.loads(line[6:]), notice, engine, alias, guarded.actions))
-                        notice = ""
-                    for old, new in names:
-                        if old in line:
-                            line = line.replace(old, new, 1)
-                            break
-                    else:  # an engine that words "model" differently: the slow, sure way
-                        line = b"data: " + json.dumps(_annotate(json.loads(line[6:]), engine, alias,
-                                                                guarded.actions)).encode()
-                        out.append(line + b"\n\n")
-                        continue
-                    out.append(line[:-1] + tail + b"\n\n")
-                elif line.startswith(b"data:"):
-                    out.append(line + b"\n\n")
-                elif line:
-                    out.append(line + b"\n")
-            if out:
-                yield b"".join(out)
-    except UpstreamError as e:
-        yield _stream_error(engine, e)
-    finally:  # also on a client that hangs up (the task is cancelled): free the engine for a swap
-        await upstream.aclose()
-        engine.inflight -= 1
-
-
-async def _relay_guarded(upstream: UpstreamResponse, engine: Engine, alias: str | None, guarded: GuardedChat):
-    """Pass an engine's event stream on with the answer redacted (identifiers, doses) as it streams.
-
-    The redactor holds back the last few dozen characters so a value split across chunks is still
-    caught; the held text goes out with the chunk that carries ``finish_reason`` (or before ``[DONE]``).
-    """
-    notice, last = guarded.prefix, None
-    try:
-        async for lines in _lines(upstream):
-            out = []
-            for line in lines:
-                line = line.rstrip(b"\r")
-                if line.startswith(b"data: {"):
-                    chunk = json.loads(line[6:])
-                    if notice and "error" not in chunk:
-                        out.append(_notice_chunk(chunk, notice, engine, alias, guarded.actions))
-                        notice = ""
-                    for choice in chunk.get("choices") or []:
-                        redactor = guarded.redactor_for(choice.get("index", 0))
-                        delta = choice.get("delta") or {}
-                        text = redactor.feed(delta.get("content") or "")
-                        if choice.get("finish_reason") is not None:
-                            text += redactor.flush()
-                        if delta.get("content") is not None or text:
-                            delta["content"] = text
-                            choice["delta"] = delta
-                    last = chunk
-                    out.append(b"data: " + json.dumps(_annotate(chunk, engine, alias, guarded.all_actions()))
-                               .encode() + b"\n\n")
-                elif line.startswith(b"data:"):
-                    held = guarded.flush_all()
-                    if held and last is not None:  # no finish_reason chunk came: send what was held back
-                        out.append(_notice_chunk(last, held, engine, alias, guarded.all_actions()))
-                    out.append(line + b"\n\n")
+                if line.startswith(b"data:"):
+                    out.append(rewrite(line))
                 elif line:
                     out.append(line + b"\n")
             if out:
@@ -266,7 +204,69 @@ async def _relay_guarded(upstream: UpstreamResponse, engine: Engine, alias: str 
         engine.inflight -= 1
 
 
+def _raw_rewriter(engine: Engine, alias: str | None, guarded: GuardedChat):
+    """Splice ``model`` and ``oncoloop`` into each chunk's text, without parsing it.
+
+    Nothing in the answer needs redacting here, so the guard's record is known before the first chunk.
+    """
+    spec = engine.spec
+    tail = b',"oncoloop":' + json.dumps(_fields(engine, alias, guarded.actions)).encode() + b"}"
+    names = [(f'"model":{json.dumps(spec.served_name)}'.encode(), f'"model":{json.dumps(spec.version)}'.encode()),
+             (f'"model": {json.dumps(spec.served_name)}'.encode(), f'"model": {json.dumps(spec.version)}'.encode())]
+    notice = guarded.prefix
+
+    def rewrite(line: bytes) -> bytes:
+        nonlocal notice
+        if not (line.startswith(b"data: {") and line.endswith(b"}")):
+            return line + b"\n\n"  # [DONE]
+        first = b""
+        if notice:
+            first, notice = _notice_chunk(json.loads(line[6:]), notice, engine, alias, guarded.actions), ""
+        for old, new in names:
+            if old in line:
+                return first + line.replace(old, new, 1)[:-1] + tail + b"\n\n"
+        # an engine that words "model" differently: the slow, sure way
+        return first + b"data: " + json.dumps(_annotate(json.loads(line[6:]), engine, alias, guarded.actions)
+                                              ).encode() + b"\n\n"
+
+    return rewrite
+
+
+def _guarded_rewriter(engine: Engine, alias: str | None, guarded: GuardedChat):
+    """Redact the answer (identifiers, doses) as it streams.
+
+    The redactor holds back the last few dozen characters so a value split across chunks is still
+    caught; the held text goes out with the chunk that carries ``finish_reason`` (or before ``[DONE]``).
+    """
+    notice, last = guarded.prefix, None
+
+    def rewrite(line: bytes) -> bytes:
+        nonlocal notice, last
+        if not line.startswith(b"data: {"):
+            held = guarded.flush_all()
+            if held and last is not None:  # no finish_reason chunk came: send what was held back
+                return _notice_chunk(last, held, engine, alias, guarded.all_actions()) + line + b"\n\n"
+            return line + b"\n\n"
+        chunk, first = json.loads(line[6:]), b""
+        if notice and "error" not in chunk:
+            first, notice = _notice_chunk(chunk, notice, engine, alias, guarded.actions), ""
+        for choice in chunk.get("choices") or []:
+            redactor = guarded.redactor_for(choice.get("index", 0))
+            delta = choice.get("delta") or {}
+            text = redactor.feed(delta.get("content") or "")
+            if choice.get("finish_reason") is not None:
+                text += redactor.flush()
+            if delta.get("content") is not None or text:
+                delta["content"] = text
+                choice["delta"] = delta
+        last = chunk
+        return first + b"data: " + json.dumps(_annotate(chunk, engine, alias, guarded.all_actions())).encode() + b"\n\n"
+
+    return rewrite
+
+
 def _engine_failure(engine: Engine, e: Exception) -> JSONResponse:
+    log.warning("a request to %s failed: %s", engine.spec.version, e)
     if not engine.alive():
         return error_response(503, f"the engine serving {engine.spec.version} is down and being restarted; "
                               "retry in a few seconds.", "engine_unavailable")

@@ -106,9 +106,10 @@ class Upstream:
         key = (parts.hostname or "127.0.0.1", parts.port or 80)
         head = (f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {key[0]}:{key[1]}\r\nContent-Type: application/json\r\n"
                 f"Accept: */*\r\nContent-Length: {len(body)}\r\n\r\n").encode()
-        for attempt in (0, 1):  # a kept-alive connection the engine has since closed: retry on a fresh one
-            reused = bool(self._idle.get(key))
-            reader, writer = self._idle[key].pop() if reused else await self._connect(key)
+        for attempt in (0, 1):  # a kept-alive connection the engine closed as we sent: retry on a fresh one
+            idle = self._take_idle(key) if attempt == 0 else None
+            reused = idle is not None
+            reader, writer = idle or await self._connect(key)
             try:
                 writer.write(head + body)
                 await writer.drain()
@@ -133,6 +134,20 @@ class Upstream:
                 raise UpstreamError(f"the engine sent a bad status line {status_line[:60]!r}") from None
             return UpstreamResponse(self, key, reader, writer, status, headers)
         raise AssertionError("unreachable")
+
+    def _take_idle(self, key: tuple[str, int]):
+        """A kept-alive connection to ``key`` the engine has not closed, or None.
+
+        Engines close idle connections after a few seconds (uvicorn: 5 s), so after a pause every
+        pooled connection may be closed; those whose end has arrived are dropped here.
+        """
+        idle = self._idle.get(key) or []
+        while idle:
+            reader, writer = idle.pop()
+            if not reader.at_eof() and not writer.is_closing():
+                return reader, writer
+            writer.close()
+        return None
 
     async def _connect(self, key: tuple[str, int]):
         try:

@@ -9,6 +9,8 @@ simulated clinicians (``tests/ui/clinician.py``):
   ``{"message_id", "answer", "version" (shown, or blinded during an A/B test), "guard", "status"}``
 - ``/new_conversation`` () -> (chat, status, meta, reviewed, rating target, question box)
 - ``/rate`` (message id, thumbs "up"|"down"|None, score 1-5|None, tags, correction) -> (status, result)
+- the thumbs and flag under each answer in the chat (Gradio's ``like`` event, not an API endpoint) store
+  a rating as ``/rate`` does and select that answer in the rating panel
 - ``/review_queue`` () -> (table, status, items)
 - ``/review`` (rating id, decision approve|edit|reject, edited text, note) -> (status, result, table, status, items)
 - ``/admin_overview``, ``/set_share`` (share, reason), ``/promote`` (version, reason), ``/rollback`` (reason)
@@ -41,7 +43,8 @@ def login_row() -> SimpleNamespace:
 def chat_tab(tags: tuple[str, ...]) -> SimpleNamespace:
     with gr.Row():
         with gr.Column(scale=3):
-            chat = gr.Chatbot(label="Chat", height=420, elem_id="chat")
+            # thumbs under each answer; the flag offers the tags (every click is stored as a rating)
+            chat = gr.Chatbot(label="Chat", height=420, elem_id="chat", feedback_options=("Like", "Dislike", *tags))
             question = gr.Textbox(label="Your question", lines=2, elem_id="question",
                                   placeholder="Ask an oncology question (no patient identifiers)")
             with gr.Row():
@@ -156,6 +159,13 @@ def wire(h: Handlers, session, login, chat, review, admin) -> None:
     chat.rate.click(lambda state, *args: h.rating.rate(state, *args),
                     [session, chat.target, chat.thumbs, chat.score, chat.tags, chat.correction],
                     [chat.rate_status, chat.rate_result], api_name="rate")
+
+    def do_feedback(state, data: gr.LikeData):
+        status, result, message_id = h.rating.feedback(state, data.index, data.liked)
+        return status, result, gr.skip() if message_id is None else message_id
+
+    chat.chat.like(do_feedback, [session], [chat.rate_status, chat.rate_result, chat.target],
+                   api_visibility="undocumented")
 
     queue_outputs = [review.table, review.status, review.items]
     review.refresh.click(h.review.queue, [session], queue_outputs, api_name="review_queue")

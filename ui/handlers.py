@@ -229,7 +229,7 @@ class ChatHandler:
         actions = [a for a in turn.guard if a != "preamble"]
         if actions:
             line += " Safety guard: " + ", ".join(f"`{a}`" for a in actions) + "."
-        return line + " Rate it below."
+        return line + " Rate it with the thumbs or the flag under the answer, or below."
 
     @staticmethod
     def _view(session: Session, status: str, meta: dict, reviewed: str, question: str) -> ChatView:
@@ -299,6 +299,32 @@ class RatingHandler:
                              "a correction for the reviewers" if (correction or "").strip() else "") if p]
         return f"Thank you: rating #{rating_id} of answer #{mid} saved ({'; '.join(parts)}).", \
             {"rating_id": rating_id, "message_id": mid}
+
+    def feedback(self, session: Session, index, liked) -> tuple[str, dict, int | None]:
+        """A click under an answer in the chat: Like is thumbs up, Dislike thumbs down, a flag is that tag.
+
+        ``index`` is the message's place in the chat (a question and its answer per turn) and ``liked``
+        what Gradio's ``LikeData`` says: True, False, a flag option, or "" when the click took a choice
+        back. Ratings are a record: a choice taken back stays stored, and a later click adds a rating.
+        Returns the page's message, the API result and the answer to select in the rating panel.
+        """
+        try:
+            position = index[0] if isinstance(index, (list, tuple)) else index
+            turn = session.turns[int(position) // 2] if isinstance(position, int) and position >= 0 else None
+            if turn is None or position % 2 == 0 or turn.answer is None:
+                raise OncoLoopError("rate an answer, not a question or an unanswered turn.")
+            if liked == "":
+                return (f"Your earlier rating of answer #{turn.message_id} stays on record; rate it again to "
+                        "change your verdict.", {"message_id": turn.message_id}, turn.message_id)
+            thumbs = "up" if liked is True else "down" if liked is False else None
+            tags = [] if thumbs else [str(liked)]
+        except (OncoLoopError, IndexError) as e:
+            message = str(e) if isinstance(e, OncoLoopError) else "that message is no longer in this chat."
+            return error(message), {"error": message}, None
+        status, result = self.rate(session, turn.message_id, thumbs, None, tags)
+        if "rating_id" in result:
+            status += " Add a score, more tags or a correction below."
+        return status, result, turn.message_id
 
 
 QUEUE_COLUMNS = ["rating", "question", "answer", "correction", "tags", "version", "guard actions", "rater"]

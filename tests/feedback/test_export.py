@@ -29,9 +29,9 @@ def feedback(store, people):
     conv = store.start_conversation(c, arm="champion", model_version="v1")
     ids = {}
 
-    def ask(name, question, answer, version="v1"):
+    def ask(name, question, answer, version="v1", guard_actions=None):
         mid = store.record_question(c, conv, question)
-        store.record_answer(mid, answer, version, latency_ms=50)
+        store.record_answer(mid, answer, version, latency_ms=50, guard_actions=guard_actions)
         ids[name] = mid
         return mid
 
@@ -63,6 +63,11 @@ def feedback(store, people):
     store.rate(other, ids["ab_bad"], tags=["incorrect"])
     failed = store.record_question(c, conv, "Unanswered question?")
     store.record_failure(failed, "gateway down")
+    # the gateway's guard withheld a dose in this answer: a good rating does not make it a target
+    m = ask("guarded", "What carboplatin dose for my patient, AUC 5 and creatinine clearance 60?",
+            "Calvert formula: [dose withheld: check the protocol and the oncology pharmacist]",
+            guard_actions=["preamble", "dosing_notice", "dose_redacted"])
+    store.review(rev, store.rate(c, m, thumbs=1, score=5), "approve")
     m = ask("unreviewed", "Is there a vaccine for HPV?", "No.")
     store.rate(c, m, correction="Yes: HPV vaccination prevents most cervical cancers.")
     return ids
@@ -119,6 +124,7 @@ def test_snapshot_hash_manifest_and_determinism(store, feedback, tmp_path):
     assert manifest["records"] == 4 and manifest["records_sha256"] == first.records_sha256
     assert feedback["corrected"] in manifest["feedback_ids"]["messages"]
     assert feedback["unsafe"] not in manifest["feedback_ids"]["messages"]
+    assert feedback["guarded"] not in manifest["feedback_ids"]["messages"]
 
 
 def test_since_and_reviewed_only(store, feedback, tmp_path):

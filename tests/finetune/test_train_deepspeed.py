@@ -31,8 +31,8 @@ def _check_trained(method, base, final, data):
 
 
 # One run per ZeRO stage; together they cover every optimizer. Lion on CPU gets optimizer
-# offload added by the config layer (DeepSpeedCPULion); Lamb on CPU runs as the project's
-# torch Lamb handed to DeepSpeed, which has no CPU Lamb.
+# offload added by the config layer (DeepSpeedCPULion); Lamb on CPU runs as
+# pytorch_optimizer's Lamb handed to DeepSpeed, which has no CPU Lamb.
 @pytest.mark.slow
 @pytest.mark.parametrize("stage,optimizer,method,lr", [
     (0, "adam", "lora", 1e-2),
@@ -54,7 +54,7 @@ def test_zero_stage_and_optimizer(tmp_path, tiny_base, stage, optimizer, method,
         assert meta["deepspeed"]["zero_optimization"]["offload_optimizer"]["device"] == "cpu"
         assert meta["deepspeed"]["optimizer"]["type"] == "Lion"
     elif optimizer == "lamb":
-        assert "optimizer" not in meta["deepspeed"]  # the torch Lamb, handed to DeepSpeed
+        assert "optimizer" not in meta["deepspeed"]  # pytorch_optimizer's Lamb, handed to DeepSpeed
     else:
         assert meta["deepspeed"]["optimizer"]["type"] == {"adam": "Adam", "adamw": "AdamW"}[optimizer]
     assert meta["metrics"]["global_step"] == 4

@@ -21,7 +21,7 @@ from feedback.store import FeedbackStore
 from finetune.bootstrap import install
 from finetune.retrain import main as retrain
 from finetune.retrain_config import RetrainConfig
-from finetune.retrain_steps import RetrainLock, check_config, used_feedback
+from finetune.retrain_steps import RetrainLock, UsedFeedback, check_config, used_feedback
 from serve.registry import Registry
 from serve.registry import main as registry_cli
 
@@ -123,21 +123,59 @@ def test_two_retrains_never_run_at_once(home, capsys):
     assert retrain(["--dry-run"]) == 0  # released
 
 
+def _set_feedback_ids(version_id: str, feedback_ids) -> None:
+    """Mark a version as trained on ``feedback_ids`` (as a retrain's merge records it)."""
+    from feedback.db import ModelVersion
+
+    with _registry().store.session.begin() as s:
+        row = s.get(ModelVersion, version_id)
+        row.meta = {**row.meta, "feedback_ids": feedback_ids}
+
+
 def test_used_feedback_follows_the_lineage(home):
     reg = _registry()
     base = reg.get("champion")
-    assert used_feedback(reg, base) == set()
+    assert used_feedback(reg, base) == UsedFeedback(set(), set(), set())
     from tests.serve.conftest import add_version
 
     add_version(home, Path(base.path), "child")
-    reg2 = _registry()
-    with reg2.store.session.begin() as s:
+    with _registry().store.session.begin() as s:
         from feedback.db import ModelVersion
 
-        row = s.get(ModelVersion, "child")
-        row.parent, row.meta = base.id, {**row.meta, "feedback_ids": {"messages": [3, 9]}}
-    assert used_feedback(reg2, reg2.get("child")) == {3, 9}
+        s.get(ModelVersion, "child").parent = base.id
+    _set_feedback_ids("child", {"messages": [3, 9]})  # older metadata: message ids only
+    _set_feedback_ids(base.id, {"messages": [1], "ratings": [5], "reviews": [6]})
+    reg2 = _registry()
+    assert used_feedback(reg2, reg2.get("child")) == UsedFeedback({5}, {6}, {3, 9})
     assert reg2.trained_on(9) == ["child"] and reg2.trained_on(4) == []
+
+
+def test_feedback_the_champion_learnt_is_left_out_before_deduplication(home, capsys):
+    """A second correction of a learnt message is new; so is a new answer close to a learnt correction."""
+    ids = _feedback(2)
+    assert retrain(["--dry-run"]) == 0
+    first = json.loads((next((home / "datasets").glob("retrain-*")) / "manifest.json").read_text())
+    champion = _registry().resolve("champion")
+    _set_feedback_ids(champion, first["feedback_ids"])  # as if the champion had been trained on both
+    capsys.readouterr()
+
+    store = FeedbackStore.open()
+    carla, rita = store.authenticate("carla", "carla-password-1"), store.authenticate("rita", "rita-password-1")
+    records = [json.loads(x) for x in CORRECTIONS.read_text().splitlines()][:2]
+    again = store.rate(carla, ids[0], thumbs=-1, tags=["incomplete"], correction=records[0]["output"] + " Recheck it.")
+    store.review(rita, again, "approve")
+    conv = store.start_conversation(carla, model_version=champion)
+    mid = store.record_question(carla, conv, records[1]["instruction"])
+    store.record_answer(mid, records[1]["output"], champion)  # the model now answers as it was corrected
+    store.review(rita, store.rate(carla, mid, thumbs=1, score=5), "approve")
+
+    assert retrain(["--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "2 new reviewed records (2 already learnt" in out
+    second = next(d for d in (home / "datasets").glob("retrain-*") if not d.name.endswith(first["sha256"][:12]))
+    new = [json.loads(x) for x in (second / "new.jsonl").read_text().splitlines()]
+    assert sorted(r["meta"]["feedback_ids"]["message"] for r in new) == sorted([ids[0], mid])
+    assert {r["meta"]["kind"] for r in new} == {"correction", "rated_answer"}
 
 
 def test_lineage_command_on_a_message_without_training(home, capsys):

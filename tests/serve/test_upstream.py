@@ -14,16 +14,21 @@ CHUNKED = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-enco
 SIZED = b"HTTP/1.1 404 Not Found\r\ncontent-length: 11\r\ncontent-type: application/json\r\n\r\n{\"e\": \"no\"}"
 
 
-async def serve(replies: list[bytes], close_after: bool = False):
-    """A server answering each request on a connection with the next reply; records (connection, request)."""
+async def serve(replies: list[bytes], close_after: bool = False, keep_alive_s: float | None = None):
+    """A server answering each request on a connection with the next reply; records (connection, request).
+
+    ``keep_alive_s``: close a connection idle that long, as uvicorn does (5 s by default).
+    """
     seen: list[tuple[int, bytes]] = []
+    connections = [0]
 
     async def handle(reader, writer):
-        conn = len({c for c, _ in seen}) + 1
+        connections[0] += 1
+        conn = connections[0]
         while True:
             try:
-                head = await reader.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, asyncio.CancelledError, ConnectionError):
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), keep_alive_s)
+            except (asyncio.IncompleteReadError, asyncio.CancelledError, ConnectionError, asyncio.TimeoutError):
                 break
             length = int(next(h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")))
             seen.append((conn, head + await reader.readexactly(length)))
@@ -73,6 +78,30 @@ def test_a_connection_the_engine_closed_is_replaced():
         return seen
 
     assert [c for c, _ in asyncio.run(go())] == [1, 2]
+
+
+def test_after_a_pause_longer_than_the_engines_keep_alive_no_request_fails():
+    """Many pooled connections, all closed by the engine while idle: the next requests open fresh ones."""
+    async def go():
+        server, url, seen = await serve([SIZED], keep_alive_s=0.2)
+        client = Upstream(timeout=10)
+
+        async def one():
+            r = await client.post(url, b"{}")
+            body = await r.aread()
+            await r.aclose()
+            return body
+
+        first = await asyncio.gather(*(one() for _ in range(4)))
+        await asyncio.sleep(0.5)  # the engine closes all four idle connections
+        second = [await one() for _ in range(4)]  # one at a time: the first meets four closed connections
+        await client.aclose()
+        server.close()
+        return first + second, seen
+
+    bodies, seen = asyncio.run(go())
+    assert bodies == [b'{"e": "no"}'] * 8
+    assert len({c for c, _ in seen}) == 5  # four connections, then one fresh one, kept alive
 
 
 def test_unreachable_engine_and_a_stream_cut_short_raise_upstream_error():

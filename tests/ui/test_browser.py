@@ -62,6 +62,11 @@ def test_clinician_asks_rates_corrects_and_reviewer_approves(chromium, ui_stack)
     partial = [t for t in texts if QUESTION in t and t.rstrip().endswith("…")]
     assert partial, f"the answer did not stream into the page: {texts[-5:]}"
 
+    # a thumb under the answer is a rating at once, and selects the answer in the rating panel
+    page.locator("#chat").get_by_role("button", name="Like", exact=True).last.click()
+    page.locator("#rate-status", has_text=f"of answer #{message.id} saved (thumbs up)").wait_for()
+    assert str(message.id) in page.locator("#rate-target input").input_value()
+
     # rate and correct the answer
     page.locator("#thumbs label", has_text="down").click()
     page.locator("#score label", has_text="2").click()
@@ -91,7 +96,7 @@ def test_clinician_asks_rates_corrects_and_reviewer_approves(chromium, ui_stack)
     # the database holds it all
     after = store.counts()
     assert after["messages"] - before["messages"] == 1
-    assert after["ratings"] - before["ratings"] == 1 and after["reviews"] - before["reviews"] == 1
+    assert after["ratings"] - before["ratings"] == 2 and after["reviews"] - before["reviews"] == 1
     assert (item.message_id, item.thumbs, item.score, item.tags, item.correction, item.model_version) == (
         message.id, -1, 2, ["incomplete"], CORRECTION, "v1")
     assert item.guard_actions == message.guard_actions

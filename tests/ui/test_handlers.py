@@ -150,6 +150,36 @@ def test_rating_stores_thumbs_score_tags_and_correction(handlers, store):
     assert store.counts()["ratings"] == 2 and "rating_id" in result2
 
 
+def test_thumbs_and_flags_under_an_answer_are_ratings(handlers, store):
+    session, _ = ask(handlers, logged_in(handlers), "What is ECOG 2?")
+    session, views = ask(handlers, session, "What is ECOG 3?")
+    first, second = session.turns[0].message_id, session.turns[1].message_id
+    # the chat shows question, answer, question, answer: index 3 is the second answer
+    status, result, target = handlers.rating.feedback(session, 3, False)
+    assert target == second and status.startswith(f"Thank you: rating #{result['rating_id']} of answer #{second}")
+    status, result, target = handlers.rating.feedback(session, 1, "unsafe")
+    assert target == first and "rating_id" in result
+    handlers.rating.feedback(session, [1, None], True)  # Gradio may send the index as a pair
+    status, result, target = handlers.rating.feedback(session, 1, "")  # a click taken back
+    assert "stays on record" in status and target == first
+    for index, liked in ((0, True), (5, True), (-1, True), (None, True)):
+        status, result, target = handlers.rating.feedback(session, index, liked)
+        assert status.startswith("**Error:**") and target is None, (index, status)
+    ratings = {(r.message_id, r.thumbs, tuple(r.tags)) for r in _ratings(store)}
+    assert ratings == {(second, -1, ()), (first, None, ("unsafe",)), (first, 1, ())}
+    other = logged_in(handlers, "rita")  # another session has no such answer
+    assert handlers.rating.feedback(other, 1, True)[0].startswith("**Error:**")
+
+
+def _ratings(store):
+    from sqlalchemy import select
+
+    from feedback.db import Rating
+
+    with store.session() as s:
+        return list(s.scalars(select(Rating)))
+
+
 def test_bad_ratings_say_what_to_do(handlers, store):
     session, views = ask(handlers, logged_in(handlers), "What is ECOG 2?")
     mid = views[-1].meta["message_id"]
