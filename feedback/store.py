@@ -21,7 +21,7 @@ import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, func, insert, select, update
 
 from feedback import auth
 from feedback.auth import Account
@@ -237,6 +237,15 @@ class FeedbackStore:
             s.add(conv)
             s.flush()
             return conv.id
+
+    def assign_conversation(self, conversation_id: int, arm: str, model_version: str) -> None:
+        """Record which A/B arm (alias) and version answered a conversation first; later calls change nothing.
+
+        The gateway routes a conversation sticky to one arm, so its first answer says which it is.
+        """
+        with self.session.begin() as s:
+            s.execute(update(Conversation).where(Conversation.id == conversation_id, Conversation.arm.is_(None))
+                      .values(arm=arm, model_version=model_version))
 
     def record_question(self, account: Account, conversation_id: int, question: str) -> int:
         """Store a question before it is sent to the gateway; returns the message id.

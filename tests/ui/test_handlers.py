@@ -122,6 +122,9 @@ def test_version_is_blinded_while_an_ab_test_runs_but_always_stored(handlers, st
     session, views = ask(handlers, session, "Q three?")
     assert views[-1].meta["version"] == "v1"
     assert [m.model_version for m in store.messages(session.conversation_id)] == ["v1", "v2", "v1"]
+    assert _conversation(store, session.conversation_id) == ("champion", "v1")  # the arm of its first answer
+    session, views = ask(handlers, Session(account=session.account), "Q four?")  # a new conversation
+    assert _conversation(store, session.conversation_id) == ("champion", "v1")
 
 
 def test_ab_status_without_challenger_is_not_blinded(store, scripted_gateway):
@@ -169,6 +172,14 @@ def test_thumbs_and_flags_under_an_answer_are_ratings(handlers, store):
     assert ratings == {(second, -1, ()), (first, None, ("unsafe",)), (first, 1, ())}
     other = logged_in(handlers, "rita")  # another session has no such answer
     assert handlers.rating.feedback(other, 1, True)[0].startswith("**Error:**")
+
+
+def _conversation(store, conversation_id):
+    from feedback.db import Conversation
+
+    with store.session() as s:
+        c = s.get(Conversation, conversation_id)
+        return c.arm, c.model_version
 
 
 def _ratings(store):
