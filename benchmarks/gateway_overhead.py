@@ -50,6 +50,7 @@ from feedback.db import open_store  # noqa: E402
 from feedback.settings import get_settings  # noqa: E402
 from serve.engines import free_port  # noqa: E402
 from eval.stats import resample_indices  # noqa: E402
+from gateway_profile import cpu_seconds  # noqa: E402  (this folder; own CPU time, not the engine's)
 from serve.guard import load_guard  # noqa: E402
 from serve.registry import Registry  # noqa: E402
 
@@ -145,12 +146,6 @@ def pin(gateways: list[int]) -> None:
         for task in Path(f"/proc/{gateway}/task").iterdir():
             os.sched_setaffinity(int(task.name), rest)
     os.sched_setaffinity(0, rest)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of one process (not its children: the engine is a child of the gateway)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> int:

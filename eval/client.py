@@ -4,7 +4,6 @@ gateway (``python -m serve versions=[...] challenger_share=0``) started for one 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -147,13 +146,9 @@ class PrivateGateway:
             return ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        from serve.engines import stop_group
+
+        stop_group(self.proc, 60)
 
     def __exit__(self, *exc) -> None:
         self.stop()

@@ -17,10 +17,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from feedback.errors import OncoLoopError
-from finetune.config import load_config
+from finetune.config import load_config, read_yaml
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_POLICY = REPO / "configs" / "gate" / "default.yaml"
@@ -167,13 +165,7 @@ def load_policy(path: str | Path | None = None, overrides: list[str] | None = No
         OncoLoopError: missing or malformed file, or an invalid policy.
     """
     path = Path(path) if path else DEFAULT_POLICY
-    if not path.is_file():
-        raise OncoLoopError(f"policy file {path} not found; shipped policies are under configs/gate/.")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise OncoLoopError(f"policy file {path} is not valid YAML: {e}") from e
-    policy = parse_policy(data, str(path))
+    policy = parse_policy(read_yaml(path, "policy file", "shipped policies are under configs/gate/"), str(path))
     if overrides:
         current = dataclasses.asdict(policy.compare)
         policy.compare = load_config(CompareConfig, None, _as_overrides(current) + list(overrides)).check()

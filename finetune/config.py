@@ -73,6 +73,20 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
     return value
 
 
+def read_yaml(path: Path, what: str, shipped: str) -> Any:
+    """The parsed YAML file ``path``; ``what`` names it and ``shipped`` says where good ones are in errors.
+
+    Raises:
+        OncoLoopError: the file is missing or is not valid YAML.
+    """
+    if not path.is_file():
+        raise OncoLoopError(f"{what} {path} not found; {shipped}.")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise OncoLoopError(f"{what} {path} is not valid YAML: {e}") from e
+
+
 def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
     """Build ``cls`` from a YAML file (optional) and ``key=value`` overrides.
 
@@ -82,12 +96,7 @@ def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | No
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise OncoLoopError(f"config file {path} not found; shipped configs are under configs/.")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise OncoLoopError(f"config file {path} is not valid YAML: {e}") from e
+        loaded = read_yaml(path, "config file", "shipped configs are under configs/") or {}
         if not isinstance(loaded, dict):
             raise OncoLoopError(f"config file {path} must be a mapping of key: value lines.")
         values.update(loaded)

@@ -238,16 +238,21 @@ class Engine:
     def stop(self, grace_s: float = 10.0) -> None:
         """Stop the process group (SIGTERM, then SIGKILL after ``grace_s``)."""
         self.stopping = True
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        except ProcessLookupError:
-            pass
+        stop_group(self.proc, grace_s)
+
+
+def stop_group(proc: subprocess.Popen | None, grace_s: float = 10.0) -> None:
+    """Stop a process started with ``start_new_session=True`` and its children: SIGTERM, SIGKILL after ``grace_s``."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        pass
 
 
 def _url_host(command: list[str]) -> str:

@@ -205,8 +205,8 @@ class ChatHandler:
         latency = int((time.monotonic() - started) * 1000)
         version = answer.version or "unknown"
         self.store.record_answer(message_id, answer.text, version, latency, answer.guard)
-        if answer.alias:  # the A/B arm the gateway keeps this conversation on
-            self.store.assign_conversation(session.conversation_id, answer.alias, version)
+        if answer.alias and not any(t.answer is not None for t in session.turns):  # the conversation's first answer
+            self.store.assign_conversation(session.conversation_id, answer.alias, version)  # its A/B arm
         turn.answer, turn.guard, turn.partial = answer.text, answer.guard, None
         turn.version_shown = BLINDED if self.ab_running(answer.alias) else version
         meta = {"message_id": message_id, "answer": answer.text, "version": turn.version_shown,

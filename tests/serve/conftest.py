@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import pytest
 
 from feedback.db import open_store
 from feedback.settings import get_settings
-from serve.engines import free_port
+from serve.engines import free_port, stop_group
 from serve.registry import Registry
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,13 +51,7 @@ class Gateway:
         raise AssertionError(f"timed out waiting for {what}; last state {state}\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc, 30)
 
 
 def registry_at(home: Path) -> Registry:

@@ -17,13 +17,14 @@ Each simulated person holds its own ``gradio_client.Client``, so the UI keeps a 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from serve.engines import free_port, stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,8 +38,6 @@ class UIServer:
 
     def __init__(self, home: Path, gateway_url: str, *overrides: str, port: int | None = None,
                  env: dict | None = None):
-        from serve.engines import free_port
-
         self.home = Path(home)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -69,13 +68,7 @@ class UIServer:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc, 20)
 
 
 def _client(url: str):

@@ -100,6 +100,21 @@ def _serve(gw: ScriptedGateway, server_box: list):
     server.serve_forever()
 
 
+def register_versions(store: FeedbackStore, home, names=("v1", "v2"), champion: str = "v1"):
+    """Register placeholder model versions (meta.json and a dummy weights file) and set the champion."""
+    from serve.registry import Registry
+
+    registry = Registry(store.store)
+    for name in names:
+        path = home / "models" / name
+        path.mkdir(parents=True)
+        (path / "meta.json").write_text(json.dumps({"method": "bootstrap", "base": "tiny"}))
+        (path / "model.safetensors").write_bytes(b"weights")
+        registry.register(path)
+    registry.set_alias("champion", champion, "setup", "first")
+    return registry
+
+
 @pytest.fixture
 def scripted_gateway():
     gw = ScriptedGateway(url="")

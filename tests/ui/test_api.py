@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
 from feedback.abtest import challenger_share
 from serve.engines import free_port
-from serve.registry import Registry
 from tests.ui.clinician import SimulatedClinician, SimulatedReviewer, UIError
-from tests.ui.conftest import Reply
+from tests.ui.conftest import Reply, register_versions
 from ui.app import build_app
 
 pytestmark = pytest.mark.slow
@@ -49,14 +47,7 @@ def test_every_named_endpoint_works_through_gradio_client(app_url, handlers, sto
     assert rita.queue() == []
     carla.new_conversation()
 
-    registry = Registry(store.store)
-    for name in ("v1", "v2"):
-        path = oncoloop_home / "models" / name
-        path.mkdir(parents=True)
-        (path / "meta.json").write_text(json.dumps({"method": "bootstrap", "base": "tiny"}))
-        (path / "model.safetensors").write_bytes(b"weights")
-        registry.register(path)
-    registry.set_alias("champion", "v1", "setup", "first")
+    registry = register_versions(store, oncoloop_home)
     adam = SimulatedClinician(app_url, "adam", "adam-password")
     assert adam.client.predict(0.0, "A/B finished", api_name="/set_share") == \
         "Challenger share set to 0% (reason recorded)."

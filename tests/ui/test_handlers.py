@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 
 from feedback.abtest import challenger_share, set_challenger_share, share_history
 from serve.engines import free_port
-from serve.registry import Registry
-from tests.ui.conftest import Reply
+from tests.ui.conftest import Reply, register_versions
 from ui.config import UIConfig
 from ui.handlers import BLINDED, ChatHandler, GatewayClient, Session
 
@@ -248,14 +246,7 @@ def test_disabled_account_stops_at_once(handlers, store):
 
 
 def test_admin_sets_share_promotes_and_rolls_back_with_reasons(handlers, store, oncoloop_home):
-    registry = Registry(store.store)
-    for name in ("v1", "v2"):
-        path = oncoloop_home / "models" / name
-        path.mkdir(parents=True)
-        (path / "meta.json").write_text(json.dumps({"method": "bootstrap", "base": "tiny"}))
-        (path / "model.safetensors").write_bytes(b"weights")
-        registry.register(path)
-    registry.set_alias("champion", "v1", "setup", "first")
+    registry = register_versions(store, oncoloop_home)
     carla, adam = logged_in(handlers), logged_in(handlers, "adam")
     assert "may not promote" in handlers.admin.promote(carla, "v2", "better")
     assert "may not ab share" in handlers.admin.set_share(carla, 0.5, "why")
