@@ -87,8 +87,9 @@ class PrivateGateway:
     """``python -m serve`` serving the champion plus pinned ``versions``, for one evaluation; a context manager."""
 
     def __init__(self, versions: list[str], engine: str = "auto", timeout_s: float = 600.0,
-                 log_dir: Path | None = None, guard: str = ""):
+                 log_dir: Path | None = None, guard: str = "", overrides: list[str] | None = None):
         self.versions, self.engine, self.timeout_s, self.guard = versions, engine, timeout_s, guard
+        self.overrides = list(overrides or [])
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         from feedback.settings import get_settings
@@ -101,7 +102,7 @@ class PrivateGateway:
 
         self.log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "serve", "--port", str(self.port), "--engine", self.engine,
-               f"versions=[{','.join(self.versions)}]", "challenger_share=0", "poll_interval_s=1"]
+               f"versions=[{','.join(self.versions)}]", "challenger_share=0", "poll_interval_s=1", *self.overrides]
         if self.guard:
             guard = Path(self.guard) if Path(self.guard).exists() else REPO / self.guard  # repo-relative works too
             cmd[3:3] = ["--guard", str(guard.absolute())]

@@ -1,5 +1,6 @@
-"""One comparison of two versions: check them, load the sets, ask both through a gateway, score, and add the
-online A/B results from the store. ``eval.compare`` and ``eval.gate`` both run it."""
+"""One comparison of two versions: check them, load the sets, ask both (in process with continuous batching,
+or through a gateway), score, and add the online A/B results from the store. ``eval.compare`` and ``eval.gate``
+both run it."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class Comparison:
     gateway: str = ""
     duration_s: float = 0.0
     answer_s: dict[str, float] = field(default_factory=dict)  # seconds spent asking, per set
+    generation: dict = field(default_factory=dict)  # local backend: answers generated / cached, tokens/s
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -105,6 +107,55 @@ def _ask(url: str, version: str, s: EvalSet, cfg: CompareConfig):
     return answers
 
 
+def _compare_local(registry, a: str, b: str, eval_sets: list[EvalSet], cfg: CompareConfig, judge):
+    """Both versions in process, answers generated many at a time (and reused from the cache)."""
+    from eval.local import AnswerCache, ask_local, open_engines
+    from feedback.settings import get_settings
+
+    engines = open_engines(registry, [a, b], cfg.guard, cfg.retrieval)
+    cache = AnswerCache(get_settings().home / "cache" / "answers") if cfg.cache_answers else None
+    results, answer_s, cost = {}, {}, {"generated": 0, "cached": 0, "tokens": 0, "seconds": 0.0}
+    for s in eval_sets:
+        t = time.monotonic()
+        answers = {}
+        for vid in (a, b):
+            answers[vid], spent = ask_local(engines[vid], s.items, cfg.max_tokens, cfg.batch_size, cache,
+                                            label=f"{s.name}: {vid}")
+            cost = {k: cost[k] + spent[k] for k in cost}
+        answer_s[s.name] = round(time.monotonic() - t, 1)
+        results[s.name] = score_set(s, answers[a], answers[b], cfg.resamples, cfg.seed, judge, cfg.judge_limit,
+                                    cfg.judge_unparseable, cfg.concurrency)
+    cost["tokens_per_s"] = round(cost["tokens"] / cost["seconds"], 1) if cost["seconds"] else None
+    return results, answer_s, {"backend": "local", "batch_size": cfg.batch_size, **cost}
+
+
+def _compare_through_gateway(a: str, b: str, eval_sets: list[EvalSet], cfg: CompareConfig, judge):
+    """Both versions asked through a gateway (given, or a private one) with concurrent requests."""
+    results: dict[str, SetResult] = {}
+    answer_s: dict[str, float] = {}
+    gateway = None
+    if not cfg.gateway_url:
+        overrides = [] if cfg.retrieval else ["retrieval=false"]
+        gateway = PrivateGateway([a, b], cfg.engine, cfg.gateway_start_timeout_s, guard=cfg.guard, overrides=overrides)
+        print(f"compare: starting a private gateway for {a} and {b} (log {gateway.log})", file=sys.stderr)
+        gateway.__enter__()
+    try:
+        url = cfg.gateway_url or gateway.url
+        for s in eval_sets:
+            t = time.monotonic()
+            # both versions at once: their engines are separate processes (and vLLM batches each one's requests)
+            with ThreadPoolExecutor(2) as pool:
+                fa, fb = pool.submit(_ask, url, a, s, cfg), pool.submit(_ask, url, b, s, cfg)
+                answers_a, answers_b = fa.result(), fb.result()
+            answer_s[s.name] = round(time.monotonic() - t, 1)
+            results[s.name] = score_set(s, answers_a, answers_b, cfg.resamples, cfg.seed, judge, cfg.judge_limit,
+                                        cfg.judge_unparseable, cfg.concurrency)
+    finally:
+        if gateway is not None:
+            gateway.stop()
+    return results, answer_s, {"backend": "gateway", "concurrency": cfg.concurrency}
+
+
 def run_comparison(a: str, b: str, sets: dict[str, Path | None] | None = None, cfg: CompareConfig | None = None,
                    limits: dict[str, int] | None = None, registry=None, online: bool = True) -> Comparison:
     """Compare versions ``a`` and ``b`` (aliases or ids) on the sets; nothing in the registry changes.
@@ -124,27 +175,10 @@ def run_comparison(a: str, b: str, sets: dict[str, Path | None] | None = None, c
         raise OncoLoopError(f"{a} and {b} are the same version ({va.id}); compare two different versions.")
     eval_sets = load_sets(sets, cfg, limits)
     judge = make_judge(cfg)
-    results: dict[str, SetResult] = {}
-    answer_s: dict[str, float] = {}
-    gateway = (PrivateGateway([va.id, vb.id], cfg.engine, cfg.gateway_start_timeout_s, guard=cfg.guard)
-               if not cfg.gateway_url else None)
-    if gateway is not None:
-        print(f"compare: starting a private gateway for {va.id} and {vb.id} (log {gateway.log})", file=sys.stderr)
-        gateway.__enter__()
-    try:
-        url = cfg.gateway_url or gateway.url
-        for s in eval_sets:
-            t = time.monotonic()
-            # both versions at once: their engines are separate processes, so this uses two cores
-            with ThreadPoolExecutor(2) as pool:
-                fa, fb = pool.submit(_ask, url, va.id, s, cfg), pool.submit(_ask, url, vb.id, s, cfg)
-                answers_a, answers_b = fa.result(), fb.result()
-            answer_s[s.name] = round(time.monotonic() - t, 1)
-            results[s.name] = score_set(s, answers_a, answers_b, cfg.resamples, cfg.seed, judge, cfg.judge_limit,
-                                        cfg.judge_unparseable, cfg.concurrency)
-    finally:
-        if gateway is not None:
-            gateway.stop()
+    if cfg.use_local():
+        results, answer_s, generation = _compare_local(registry, va.id, vb.id, eval_sets, cfg, judge)
+    else:
+        results, answer_s, generation = _compare_through_gateway(va.id, vb.id, eval_sets, cfg, judge)
     summary = None
     if online:
         from eval.online import online_summary
@@ -152,5 +186,6 @@ def run_comparison(a: str, b: str, sets: dict[str, Path | None] | None = None, c
         facts = [m for m in store.feedback_facts() if m.model_version in (va.id, vb.id)]
         summary = online_summary(facts, [va.id, vb.id], cfg.resamples, cfg.seed) if facts else None
     return Comparison(report_id(va.id, vb.id, now), now.isoformat(timespec="seconds"), a, b, va.id, vb.id,
-                      dataclasses.asdict(cfg), results, summary, cfg.gateway_url or "private",
-                      round(time.monotonic() - started, 1), answer_s)
+                      dataclasses.asdict(cfg), results, summary,
+                      cfg.gateway_url or ("in process" if generation["backend"] == "local" else "private"),
+                      round(time.monotonic() - started, 1), answer_s, generation)

@@ -32,7 +32,13 @@ METRICS = ("bleu", "chrf", "rougeL", "length", "relevance", "sentence_bleu", "se
 class CompareConfig:
     """How both versions are asked and scored."""
 
-    gateway_url: str = ""  # an OpenAI-compatible gateway; empty: start a private one (python -m serve)
+    gateway_url: str = ""  # an OpenAI-compatible gateway; empty: in process, or a private one (backend)
+    # local: both versions loaded here, static batches (CPU); gateway: a private `python -m serve` whose engine
+    # batches concurrent requests (vLLM); auto: gateway when gateway_url is set or the engine is vLLM, else local
+    backend: str = "auto"
+    batch_size: int = 16  # local backend: answers generated together
+    cache_answers: bool = True  # local backend: reuse a version's answers to the same prompts
+    retrieval: bool = True  # give the models approved answers as context, as the gateway does by default
     engine: str = "auto"  # the private gateway's engine: auto | transformers | vllm
     guard: str = ""  # the private gateway's guard config (python -m serve --guard); empty: the built-in rules
     gateway_start_timeout_s: float = 600.0
@@ -53,12 +59,26 @@ class CompareConfig:
     judge_unparseable: str = "error"  # error: stop with a message | tie: count an unreadable verdict as a tie
     judge_limit: int = 0  # judge at most this many items per set; 0: all
 
+    def use_local(self) -> bool:
+        """Whether answers are generated in process (see ``backend``)."""
+        if self.backend != "auto":
+            return self.backend == "local"
+        if self.gateway_url or self.temperature > 0:
+            return False
+        from serve.engines import choose_engine
+
+        return choose_engine(self.engine) == "transformers"
+
     def check(self) -> "CompareConfig":
         """Raises OncoLoopError on values no run can use."""
         if self.resamples < 1000:
             raise OncoLoopError(f"resamples={self.resamples}: use at least 1000 bootstrap resamples.")
-        if self.concurrency < 1 or self.max_tokens < 1:
-            raise OncoLoopError("concurrency and max_tokens must be at least 1.")
+        if self.concurrency < 1 or self.max_tokens < 1 or self.batch_size < 1:
+            raise OncoLoopError("concurrency, batch_size and max_tokens must be at least 1.")
+        if self.backend not in ("auto", "local", "gateway"):
+            raise OncoLoopError(f"backend={self.backend!r}: use auto, local or gateway.")
+        if self.backend == "local" and self.temperature > 0:
+            raise OncoLoopError("the local backend generates greedily; set temperature=0 or backend=gateway.")
         if self.judge_unparseable not in ("error", "tie"):
             raise OncoLoopError(f"judge_unparseable={self.judge_unparseable!r}: use error or tie.")
         if self.judge_url and not self.judge_model:

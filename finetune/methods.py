@@ -1,7 +1,7 @@
 """The base model and what is trained on it: LoRA, P-tuning (peft) or every parameter.
 
 ``base`` is a registry alias or version id (``champion``), a local Hugging Face directory,
-or a hub id; the tokenizer always leaves with the project's Alpaca chat template.
+or a hub id; the tokenizer always leaves with the project's chat template (``finetune.prompt``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from pathlib import Path
 from feedback.errors import OncoLoopError
 from finetune.prompt import CHAT_TEMPLATE
 from finetune.train_config import TrainConfig
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def resolve_base(base: str) -> str:
@@ -36,6 +38,21 @@ def resolve_base(base: str) -> str:
             raise OncoLoopError(f"base model {base!r} is neither an existing directory nor a registered "
                                 f"version ({registry_error})") from None
         return base  # org/name: a hub id, loaded (or refused offline) by transformers
+
+
+def training_preamble(cfg: TrainConfig) -> str | None:
+    """The system preamble training prompts open with: the one ``cfg.guard`` makes the gateway send.
+
+    Raises:
+        OncoLoopError: the guard config is missing or invalid.
+    """
+    if not cfg.guard:
+        return None
+    from serve.guard import load_guard
+
+    path = Path(cfg.guard)
+    guard = load_guard(path if path.is_absolute() or path.exists() else REPO / path)
+    return guard.cfg.preamble if guard.cfg.send_preamble else None
 
 
 def load_base(cfg: TrainConfig):

@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m finetune.retrain                                   # configs/retrain/tiny_cpu.yaml
+    python -m finetune.retrain                                   # configs/retrain/smollm2_cpu.yaml
     python -m finetune.retrain --method ptuning --min-new-records 20
     python -m finetune.retrain --config configs/retrain/llama3_8b_gpu.yaml gateway_url=http://127.0.0.1:8000/v1
     python -m finetune.retrain --dry-run                         # say what would happen, change nothing
@@ -33,7 +33,7 @@ from finetune.retrain_config import RetrainConfig
 from finetune.retrain_steps import (RetrainLock, Snapshot, build_snapshot, candidate_version, check_config,
                                     export_new_feedback, train_candidate)
 
-DEFAULT_CONFIG = Path("configs/retrain/tiny_cpu.yaml")
+DEFAULT_CONFIG = Path("configs/retrain/smollm2_cpu.yaml")
 
 
 @cli_command

@@ -1,7 +1,7 @@
 """The retrain job's config: which feedback, which recipe, which gate.
 
-Shipped configs: ``configs/retrain/tiny_cpu.yaml`` (the embedded tiny model on a CPU) and
-``configs/retrain/llama3_8b_gpu.yaml``. Every field can be overridden as ``key=value``.
+Shipped configs: ``configs/retrain/smollm2_cpu.yaml`` (the embedded default on a CPU, the default),
+``configs/retrain/tiny_cpu.yaml`` (the tiny test fixture) and ``configs/retrain/llama3_8b_gpu.yaml``. Every field can be overridden as ``key=value``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ class RetrainConfig:
     """Everything ``python -m finetune.retrain`` decides; saved with the dataset snapshot and the version."""
 
     # the training recipe: a TrainConfig YAML (method, optimizer, precision, ...) and overrides for it
-    train_config: str = "configs/lora/tiny_cpu.yaml"
+    train_config: str = "configs/lora/smollm2_cpu.yaml"
     method: str = ""  # lora | ptuning | full; "" keeps the recipe's
     deepspeed: str = "configs/deepspeed/zero2.json"  # DeepSpeed config for the run; "" trains without it
     train_overrides: list[str] = field(default_factory=list)  # key=value for the TrainConfig
@@ -27,7 +27,7 @@ class RetrainConfig:
     reviewed_only: bool = True  # a well-rated answer needs a reviewer's approval too, like a correction
     embedder: str = "auto"  # de-duplication: auto | minilm | lexical
     # the gate
-    gate_policy: str = "configs/gate/tiny_cpu.yaml"
+    gate_policy: str = "configs/gate/smollm2_cpu.yaml"
     gateway_url: str = ""  # "" = the gate starts a private gateway; else this one must serve the candidate
     promote: bool = True  # False: evaluate and report only
     actor: str = "retrain"  # recorded with the alias move

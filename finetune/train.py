@@ -25,6 +25,7 @@ from pathlib import Path
 
 from feedback.errors import cli_command
 from finetune.config import config_dict, load_config
+from finetune.context import add_context
 from finetune.train_config import TrainConfig
 
 
@@ -60,7 +61,8 @@ def train(cfg: TrainConfig) -> Path:
     # 3. Model, tokenizer, method; examples tokenised with the response-only loss.
     set_seed(cfg.seed)
     model, tokenizer, source = methods.load_base(cfg)
-    examples = batching.encode_records(records, tokenizer, cfg.max_seq_len)
+    records = add_context(records, cfg.context_share, cfg.seed)
+    examples = batching.encode_records(records, tokenizer, cfg.max_seq_len, methods.training_preamble(cfg))
     model = methods.apply_method(model, cfg)
     trainable, total = methods.count_parameters(model)
     main_process = distributed.is_main_process()

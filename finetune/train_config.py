@@ -25,6 +25,12 @@ class TrainConfig:
     output_dir: str = ""  # default: $ONCOLOOP_HOME/runs/<run_name>
     run_name: str = ""  # default: <method>-<hash of config + data>, so the same command resumes
     seed: int = 42
+    # training prompts open with this guard config's system preamble, exactly as the gateway sends it
+    # ("" or a guard with send_preamble: false: no system message, for a model served that way)
+    guard: str = "configs/guard/default.yaml"
+    # share of records whose prompt also carries approved answers as context (their own and their nearest
+    # neighbour's, finetune/context.py), so the model learns to use what the gateway retrieves
+    context_share: float = 0.0
     # LoRA
     lora_r: int = 16
     lora_alpha: int = 32

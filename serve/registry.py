@@ -185,8 +185,9 @@ def _print_message_lineage(registry: Registry, message_id: int) -> None:
         if message is None:
             raise OncoLoopError(f"no stored message {message_id}; message ids are in the reviewer queue and exports "
                                 "(meta.feedback_ids.message).")
-        version = message.model_version
+        version, context = message.model_version, list(message.context_reviews or [])
     print(f"message {message_id} was answered by {version or 'nobody (unanswered)'}")
+    print("approved answers given as context (review ids): " + (", ".join(map(str, context)) if context else "none"))
     trained = registry.trained_on(message_id)
     print("versions trained on its feedback: " + (", ".join(trained) if trained else "none yet"))
     if version:

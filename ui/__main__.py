@@ -21,18 +21,29 @@ from pathlib import Path
 
 from feedback.errors import OncoLoopError, cli_command
 
-DEMO_ACCOUNTS = (("clinician", "clinician", "oncoloop-demo"), ("reviewer", "reviewer", "oncoloop-demo"),
-                 ("admin", "admin", "oncoloop-demo"))
+DEMO_ACCOUNTS = (("clinician", "clinician"), ("reviewer", "reviewer"), ("admin", "admin"))
+DEMO_FILE = "demo-accounts.txt"  # under $ONCOLOOP_HOME, readable by its owner only
 
 
-def ensure_demo_accounts(store) -> list[tuple[str, str, str]]:
-    """Create the demo accounts that do not exist yet; returns the ones created (username, role, password)."""
+def ensure_demo_accounts(store, home: Path) -> list[tuple[str, str, str]]:
+    """Create the demo accounts that do not exist yet, each with a random password, and append them to
+    ``home/demo-accounts.txt`` (mode 600); returns the ones created (username, role, password).
+
+    No password is shared between deployments: a later start finds the accounts and creates nothing.
+    """
+    import secrets
+
     existing = {u.username for u in store.list_users()}
-    created = []
-    for username, role, password in DEMO_ACCOUNTS:
-        if username not in existing:
+    created = [(u, role, secrets.token_urlsafe(12)) for u, role in DEMO_ACCOUNTS if u not in existing]
+    if not created:
+        return []
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(home / DEMO_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        for username, role, password in created:
             store.add_user(username, password, role)
-            created.append((username, role, password))
+            f.write(f"{username}\t{role}\t{password}\n")
+    os.chmod(home / DEMO_FILE, 0o600)
     return created
 
 
@@ -44,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gateway-url", help="the gateway (default http://127.0.0.1:8000)")
     parser.add_argument("--config", type=Path, help="a UIConfig YAML file")
     parser.add_argument("--demo-account", action="store_true",
-                        help="create demo accounts clinician/reviewer/admin (password oncoloop-demo) if missing")
+                        help="create demo accounts clinician/reviewer/admin with random passwords if missing "
+                             f"(printed once, kept in $ONCOLOOP_HOME/{DEMO_FILE})")
     parser.add_argument("overrides", nargs="*", help="key=value UIConfig overrides, e.g. embedder=lexical")
     args = parser.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from clinics
@@ -63,8 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         raise OncoLoopError(f"embedder must be auto, minilm or lexical, not {cfg.embedder!r}.")
     store = FeedbackStore.open()
     if args.demo_account:
-        for username, role, password in ensure_demo_accounts(store):
+        from feedback.settings import get_settings
+
+        home = get_settings().home
+        for username, role, password in ensure_demo_accounts(store, home):
             print(f"ui: created demo account {username} ({role}), password {password}", flush=True)
+        print(f"ui: demo accounts and their passwords are in {home / DEMO_FILE} (readable by you only)", flush=True)
     if not store.list_users():
         print("ui: no accounts yet; add one with `python -m feedback.users add --username U --password P "
               "--role clinician` (or start with --demo-account)", file=sys.stderr, flush=True)

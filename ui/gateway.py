@@ -30,6 +30,7 @@ class Streamed:
     version: str | None = None
     alias: str | None = None
     guard: list[str] = field(default_factory=list)
+    context: list[int] = field(default_factory=list)  # review ids of the approved answers given as context
     finished: bool = False
 
 
@@ -73,6 +74,8 @@ class GatewayClient:
                 out.alias = meta.get("alias", out.alias)
                 if isinstance(meta.get("guard"), list):
                     out.guard = [str(a) for a in meta["guard"]]
+                if isinstance(meta.get("context"), list):
+                    out.context = [int(c["review"]) for c in meta["context"] if isinstance(c, dict) and "review" in c]
                 if chunk.choices:
                     out.text += chunk.choices[0].delta.content or ""
                     out.finished = out.finished or chunk.choices[0].finish_reason is not None

@@ -204,7 +204,7 @@ class ChatHandler:
             return
         latency = int((time.monotonic() - started) * 1000)
         version = answer.version or "unknown"
-        self.store.record_answer(message_id, answer.text, version, latency, answer.guard)
+        self.store.record_answer(message_id, answer.text, version, latency, answer.guard, answer.context)
         if answer.alias and not any(t.answer is not None for t in session.turns):  # the conversation's first answer
             self.store.assign_conversation(session.conversation_id, answer.alias, version)  # its A/B arm
         turn.answer, turn.guard, turn.partial = answer.text, answer.guard, None

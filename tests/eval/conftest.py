@@ -58,7 +58,7 @@ def shuffled_seed(path: Path, seed: int = 7) -> Path:
 def eval_home(tmp_path_factory, bundled_model) -> Path:
     """A home whose champion is the bootstrap base, with candidates ``good`` and ``shuffled`` registered."""
     home = tmp_path_factory.mktemp("eval") / "home"
-    proc = run_module(home, "finetune.bootstrap")
+    proc = run_module(home, "finetune.bootstrap", "--tiny")
     assert proc.returncode == 0, proc.stderr[-3000:]
     make_candidate(home, "good", SEED, steps=2, lr=1e-4)
     # 12 steps at a high rate: recitation of the seed collapses (retention chrF ~50 -> ~15 at 32 tokens)

@@ -57,13 +57,35 @@ def test_candidate_trained_on_the_seed_passes_and_is_promoted(eval_home):
     decision = json.loads((Path(move.report).parent / "decision.json").read_text())
     assert decision["passed"] and decision["promoted"] and decision["champion"] == base
     assert not any("FAIL" in r for r in decision["reasons"])
-    # the private gateway is gone: nothing listens on its port any more
-    log = next((eval_home / "runs" / "eval").glob("gateway-*.log"))
+    # on a CPU the answers were generated in process, in batches (no gateway, one request at a time)
+    report = json.loads((Path(move.report).parent / "report.json").read_text())
+    assert report["generation"]["backend"] == "local" and report["generation"]["generated"] > 0
+
+
+def test_local_comparison_reuses_answers_a_version_already_gave(at_eval_home):
+    cfg = CompareConfig(guard="configs/guard/tiny_cpu.yaml", retrieval=False, max_tokens=16, limit=3)
+    first = run_comparison("shuffled", "good", {"general": None}, cfg, online=False)
+    again = run_comparison("shuffled", "good", {"general": None}, cfg, online=False)
+    assert first.generation["generated"] == 6 and first.generation["cached"] == 0
+    assert again.generation["generated"] == 0 and again.generation["cached"] == 6
+    assert [(i["a"], i["b"]) for i in again.sets["general"].items] == [(i["a"], i["b"]) for i in first.sets["general"].items]
+    longer = run_comparison("shuffled", "good", {"general": None}, CompareConfig(
+        guard="configs/guard/tiny_cpu.yaml", retrieval=False, max_tokens=17, limit=3), online=False)
+    assert longer.generation["generated"] == 6  # other decoding settings: generated anew
+
+
+def test_gateway_backend_starts_and_stops_a_private_gateway(at_eval_home):
+    cfg = CompareConfig(backend="gateway", engine="transformers", guard="configs/guard/tiny_cpu.yaml", max_tokens=4,
+                        limit=2)
+    result = run_comparison("shuffled", "good", {"general": None}, cfg, online=False)
+    assert result.generation["backend"] == "gateway" and result.gateway == "private"
+    assert len(result.sets["general"].items) == 2
+    log = max((at_eval_home / "runs" / "eval").glob("gateway-*.log"), key=lambda p: p.stat().st_mtime)
     port = int(log.stem.split("-")[1])
     import socket
 
-    with socket.socket() as s:
-        assert s.connect_ex(("127.0.0.1", port)) != 0
+    with socket.socket() as sock:  # the private gateway is gone: nothing listens on its port any more
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
 
 
 def test_a_version_the_gateway_does_not_serve_is_a_clear_error(at_eval_home, eval_gateway):

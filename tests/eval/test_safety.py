@@ -9,6 +9,7 @@ import pytest
 
 from eval.safety import CATEGORIES, check_answer, suite_pass_rate
 from serve.guard import DEFAULT_DOSING_NOTICE, DEFAULT_PREAMBLE, Guard
+from finetune.prompt import INPUT_MARKER
 
 REPO = Path(__file__).resolve().parents[2]
 ITEMS = [json.loads(line) for line in (REPO / "data/eval/safety.jsonl").read_text().splitlines() if line.strip()]
@@ -71,7 +72,7 @@ def test_guard_notices_alone_pass_emergency_and_dosing_items():
     """What the gateway's guard adds in front of any answer satisfies the notice checks."""
     for category in ("emergency", "dosing"):
         for i in (x for x in ITEMS if x["category"] == category):
-            question = i["instruction"] + ("\n\n### Input:\n" + i["input"] if i["input"] else "")
+            question = i["instruction"] + (INPUT_MARKER + i["input"] if i["input"] else "")
             guarded = Guard().prepare({"model": "m", "messages": [{"role": "user", "content": question}]}, {})
             assert check_answer(i, guarded.prefix + "See the guideline.").passed, i["meta"]["id"]
 

@@ -45,7 +45,7 @@ ECHO = {  # an answer that repeats whatever identifies the patient
 
 def test_gate_rejects_a_candidate_trained_to_echo_identifiers(oncoloop_home):
     home = oncoloop_home  # also $ONCOLOOP_HOME for run_gate in this process
-    assert run_module(home, "finetune.bootstrap").returncode == 0
+    assert run_module(home, "finetune.bootstrap", "--tiny").returncode == 0
     items = [i for i in SAFETY if i["category"] == "identifiers"]
     assert {i["meta"]["id"] for i in items} == set(ECHO)
     data, suite = home.parent / "echo.jsonl", home.parent / "identifiers.jsonl"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from feedback.export import export
 from feedback.store import FeedbackStore
+from finetune.prompt import INPUT_MARKER
 
 REPO = Path(__file__).resolve().parents[2]
 SAFETY = [json.loads(line) for line in (REPO / "data/eval/safety.jsonl").read_text().splitlines() if line.strip()]
@@ -34,7 +35,7 @@ def test_unsafe_and_unapproved_corrections_and_safety_items_never_become_targets
 
     # every safety item, verbatim and with its context, rated well with an approved correction
     for item in SAFETY:
-        question = item["instruction"] + (f"\n\n### Input:\n{item['input']}" if item["input"] else "")
+        question = item["instruction"] + (INPUT_MARKER + item["input"] if item["input"] else "")
         mid = ask(question, "SAFETY-ANSWER " + item["meta"]["id"])
         rating = store.rate(clinician, mid, score=5, correction="SAFETY-CORRECTION " + item["meta"]["id"])
         store.review(reviewer, rating, "approve")

@@ -1,4 +1,4 @@
-"""The tiny base: deterministic build, installation into the registry, and recognisable answers."""
+"""The tiny test fixture: deterministic build, installation into the registry, and recognisable answers."""
 
 import json
 import os
@@ -69,7 +69,7 @@ def test_first_run_commands_answer_a_question(oncoloop_home):
     env = {**os.environ, "ONCOLOOP_HOME": str(oncoloop_home)}
     run = lambda *args: subprocess.run([sys.executable, "-m", *args], env=env, capture_output=True, text=True,
                                        cwd=REPO, timeout=300)
-    installed = run("finetune.bootstrap")
+    installed = run("finetune.bootstrap", "--tiny")
     assert installed.returncode == 0, installed.stderr
     asked = run("serve.ask", "What are the warning signs of malignant spinal cord compression?")
     assert asked.returncode == 0, asked.stderr

@@ -1,10 +1,10 @@
-"""The Alpaca text and the chat template stored in tokenizers render identically."""
+"""The ChatML prompt text and the chat template stored in tokenizers render identically."""
 
 import jinja2
 import pytest
 from transformers import AutoTokenizer
 
-from finetune.prompt import CHAT_TEMPLATE, format_chat, format_prompt, to_messages
+from finetune.prompt import CHAT_TEMPLATE, CONTEXT_HEADER, context_message, format_chat, format_prompt, to_messages
 
 CASES = [
     ("What is the usual first-line regimen for advanced Hodgkin lymphoma?", ""),
@@ -17,17 +17,17 @@ def saved_tokenizer(bundled_model):
     return AutoTokenizer.from_pretrained(bundled_model)
 
 
-def test_alpaca_text_without_input():
+def test_chatml_text_without_input_has_no_default_system_line():
     assert format_prompt("Define neutropenia.") == (
-        "Below is an instruction that describes a task. Write a response that appropriately completes the request."
-        "\n\n### Instruction:\nDefine neutropenia.\n\n### Response:\n")
+        "<|im_start|>user\nDefine neutropenia.<|im_end|>\n<|im_start|>assistant\n")
 
 
-def test_alpaca_text_with_input():
-    assert format_prompt("Stage it.", "T2 N1 M0") == (
-        "Below is an instruction that describes a task, paired with an input that provides further context. "
-        "Write a response that appropriately completes the request."
-        "\n\n### Instruction:\nStage it.\n\n### Input:\nT2 N1 M0\n\n### Response:\n")
+def test_chatml_text_with_input_preamble_and_retrieved_context():
+    text = format_prompt("Stage it.", "T2 N1 M0", ["You support clinicians.", context_message([("Q?", "A.")])])
+    assert text == ("<|im_start|>system\nYou support clinicians.<|im_end|>\n"
+                    "<|im_start|>system\n" + CONTEXT_HEADER + "\n\nQuestion: Q?\nAnswer: A.<|im_end|>\n"
+                    "<|im_start|>user\nStage it.\n\nClinical context:\nT2 N1 M0<|im_end|>\n"
+                    "<|im_start|>assistant\n")
 
 
 @pytest.mark.parametrize("instruction,context", CASES)
@@ -36,6 +36,9 @@ def test_saved_tokenizer_template_matches_training_text(saved_tokenizer, instruc
                                                    add_generation_prompt=True)
     assert rendered == format_prompt(instruction, context)
     assert saved_tokenizer.chat_template == CHAT_TEMPLATE
+    # the turn end is one token and the end of sequence, so generation stops where a turn ends
+    assert saved_tokenizer.eos_token == "<|im_end|>"
+    assert saved_tokenizer.convert_tokens_to_ids("<|im_end|>") == saved_tokenizer.eos_token_id
 
 
 @pytest.mark.parametrize("messages", [

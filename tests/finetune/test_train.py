@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from finetune.prompt import CHAT_TEMPLATE
+
 from finetune.config import load_config
 from finetune.train import main, train
 from finetune.train_config import TrainConfig
@@ -41,7 +43,7 @@ def test_each_method_trains(tmp_path, tiny_base, method, extra):
     assert (final / "tokenizer_config.json").is_file()
     from transformers import AutoTokenizer
 
-    assert "### Response:" in AutoTokenizer.from_pretrained(final).chat_template
+    assert AutoTokenizer.from_pretrained(final).chat_template == CHAT_TEMPLATE
     wandb_runs = list((tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb"))
     if extra.get("tracker") == "wandb":  # offline run files exist, with the dataset hash in the config
         assert wandb_runs, "no offline wandb run was written"

@@ -70,6 +70,46 @@ def test_loss_is_on_response_tokens_only(tiny_base):
     assert example["input_ids"][prompt_len:] == response
 
 
+def test_training_prompts_carry_the_guards_preamble_and_retrieved_context(tiny_base):
+    from transformers import AutoTokenizer
+
+    from finetune.methods import training_preamble
+    from finetune.prompt import CONTEXT_HEADER
+    from finetune.train_config import TrainConfig
+    from serve.guard import DEFAULT_PREAMBLE
+
+    assert training_preamble(TrainConfig()) == DEFAULT_PREAMBLE  # what the gateway sends by default
+    assert training_preamble(TrainConfig(guard="configs/guard/tiny_cpu.yaml")) is None  # send_preamble: false
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    record = {"instruction": "First-line for HCL?", "input": "", "output": "Cladribine.",
+              "context": [{"question": "Usual first drug in hairy cell leukaemia?", "answer": "Cladribine."}]}
+    (example,) = encode_records([record], tok, 2048, preamble=DEFAULT_PREAMBLE)
+    prompt = tok.decode([i for i, label in zip(example["input_ids"], example["labels"]) if label == IGNORE])
+    assert prompt.index("decision-support assistant") < prompt.index(CONTEXT_HEADER[:30]) < prompt.index("First-line")
+    assert "Usual first drug in hairy cell leukaemia?" in prompt
+    assert tok.decode([label for label in example["labels"] if label != IGNORE][:-1]) == "Cladribine."
+
+
+@pytest.mark.slow
+def test_a_share_of_records_gets_its_own_answer_and_a_neighbours_as_context():
+    from finetune.context import add_context
+
+    records = [{"instruction": q, "output": a} for q, a in [
+        ("What is the first-line treatment for hairy cell leukaemia?", "Cladribine."),
+        ("Which drug starts treatment of a new HCL?", "Cladribine, a purine analogue."),
+        ("How is tumour lysis syndrome prevented?", "Hydration and allopurinol or rasburicase."),
+        ("What does ECOG 2 mean?", "Ambulatory, self-caring, up more than half the day.")]]
+    out = add_context(records, 1.0, seed=0)
+    assert [r.get("context") is not None for r in out] == [True] * 4 and "context" not in records[0]
+    for r in out:
+        answers = [c["answer"] for c in r["context"]]
+        assert r["output"] in answers and len(set(answers)) == 2
+    assert out[0]["context"][1 - [c["answer"] for c in out[0]["context"]].index("Cladribine.")]["question"] == \
+        records[1]["instruction"]  # the nearest other question is the neighbour
+    assert add_context(records, 0.5, seed=0) == add_context(records, 0.5, seed=0)  # fixed by the seed
+    assert sum("context" in r for r in add_context(records, 0.0, seed=0)) == 0
+
+
 def test_length_grouping_puts_similar_lengths_together():
     lengths = [50, 3, 48, 4, 20, 22, 5, 49]
     order = length_grouped_order(lengths, 2, seed=1)

@@ -43,7 +43,7 @@ class Loop:
     def __init__(self, home: Path):
         self.home = home
         env = {"ONCOLOOP_HOME": str(home)}
-        subprocess.run([sys.executable, "-m", "finetune.bootstrap"], cwd=REPO, check=True,
+        subprocess.run([sys.executable, "-m", "finetune.bootstrap", "--tiny"], cwd=REPO, check=True,
                        env={**os.environ, **env}, capture_output=True)
         store = FeedbackStore.open(_settings(home))
         for name, role in (("carla", "clinician"), ("dan", "clinician"), ("rita", "reviewer")):
@@ -51,7 +51,7 @@ class Loop:
         self.registry = Registry(open_store(_settings(home)))
         self.base = self.registry.resolve("champion")
         self.gateway = Gateway(home, "--engine", "transformers", "--guard", str(REPO / "configs/guard/tiny_cpu.yaml"),
-                               "challenger_share=0", "poll_interval_s=1")
+                               "challenger_share=0", "poll_interval_s=1", "retrieval=false")
         self.gateway.wait(lambda s: s.get("ready"), timeout=300)
         self.ui = UIServer(home, self.gateway.url, "max_tokens=96", "embedder=lexical").wait()
 
@@ -64,7 +64,7 @@ class Loop:
 
     def retrain(self) -> tuple[subprocess.CompletedProcess, float]:
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "finetune.retrain"], cwd=REPO, capture_output=True, text=True,
+        done = subprocess.run([sys.executable, "-m", "finetune.retrain", "--config", "configs/retrain/tiny_cpu.yaml"], cwd=REPO, capture_output=True, text=True,
                               env={**os.environ, "ONCOLOOP_HOME": str(self.home)}, timeout=1500)
         return done, time.perf_counter() - started
 

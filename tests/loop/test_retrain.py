@@ -19,7 +19,7 @@ from feedback.db import open_store
 from feedback.errors import OncoLoopError
 from feedback.store import FeedbackStore
 from finetune.bootstrap import install
-from finetune.retrain import main as retrain
+from finetune.retrain import main as retrain_main
 from finetune.retrain_config import RetrainConfig
 from finetune.retrain_steps import RetrainLock, UsedFeedback, check_config, used_feedback
 from serve.registry import Registry
@@ -33,6 +33,11 @@ CORRECTIONS = Path(__file__).with_name("corrections.jsonl")
 def home(oncoloop_home, bundled_model):
     install(bundled_model)
     return oncoloop_home
+
+
+def retrain(argv: list[str]) -> int:
+    """``python -m finetune.retrain`` on the tiny fixture's recipe (the default config is the SmolLM2 one)."""
+    return retrain_main(["--config", str(REPO / "configs" / "retrain" / "tiny_cpu.yaml"), *argv])
 
 
 def retrain_summary(stdout: str) -> dict:
@@ -207,7 +212,7 @@ def test_kill_9_during_training_and_during_the_gate_then_rerun(home, tmp_path):
     _feedback(6)
     before = (_registry().aliases(), len(_registry().history()), len(_registry().versions()))
     env = {**os.environ, "ONCOLOOP_HOME": str(home)}
-    args = [sys.executable, "-m", "finetune.retrain", "gate_policy=" + str(_quick_policy(tmp_path)),
+    args = [sys.executable, "-m", "finetune.retrain", "--config", "configs/retrain/tiny_cpu.yaml", "gate_policy=" + str(_quick_policy(tmp_path)),
             "replay_records=60", "train_overrides=[epochs=3,save_steps=4,logging_steps=2,tracker=none]"]
 
     def start_and_kill(log: Path, ready) -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from feedback.errors import OncoLoopError
+from feedback.settings import get_settings
+from feedback.store import FeedbackStore
 from finetune.config import load_config
 from tests.conftest import REPO
-from ui.__main__ import DEMO_ACCOUNTS, ensure_demo_accounts, main
+from ui.__main__ import DEMO_ACCOUNTS, DEMO_FILE, ensure_demo_accounts, main
 from ui.config import UIConfig
 
 
@@ -25,11 +28,20 @@ def test_bad_command_lines_say_what_is_wrong(capsys, oncoloop_home):
     assert "error: config field 'max_tokens'" in capsys.readouterr().err
 
 
-def test_demo_accounts_are_created_once(store):
-    assert [u for u, _, _ in ensure_demo_accounts(store)] == [u for u, _, _ in DEMO_ACCOUNTS]
-    assert ensure_demo_accounts(store) == []
-    assert store.authenticate("clinician", "oncoloop-demo").role == "clinician"
-    assert store.authenticate("admin", "oncoloop-demo").role == "admin"
+def test_demo_accounts_get_random_passwords_in_an_owner_only_file(store, tmp_path):
+    created = ensure_demo_accounts(store, tmp_path)
+    assert [u for u, _, _ in created] == [u for u, _ in DEMO_ACCOUNTS]
+    assert ensure_demo_accounts(store, tmp_path) == []  # a later start reuses them
+    passwords = {u: p for u, _, p in created}
+    assert len(set(passwords.values())) == 3 and all(len(p) >= 16 for p in passwords.values())
+    assert store.authenticate("admin", passwords["admin"]).role == "admin"
+    with pytest.raises(OncoLoopError):
+        store.authenticate("admin", "oncoloop-demo")  # the password the README once published
+    saved = tmp_path / DEMO_FILE
+    assert (saved.stat().st_mode & 0o777) == 0o600
+    assert saved.read_text().splitlines() == [f"{u}\t{r}\t{p}" for u, r, p in created]
+    other = FeedbackStore.open(get_settings({"ONCOLOOP_HOME": str(tmp_path / "other")}))
+    assert ensure_demo_accounts(other, tmp_path / "other")[0][2] != passwords["clinician"]  # never shared
 
 
 @pytest.mark.slow
