@@ -17,7 +17,8 @@ def test_migrations_create_feedback_and_registry_tables(store):
     assert {"users", "conversations", "messages", "ratings", "reviews", "store_settings",
             "model_versions", "aliases", "alias_moves", "alembic_version"} <= tables
     with store.store.engine.connect() as c:
-        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+    assert "context_reviews" in {col["name"] for col in inspect(store.store.engine).get_columns("messages")}
     FeedbackStore.open()  # upgrading again is a no-op
 
 

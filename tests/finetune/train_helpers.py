@@ -21,7 +21,8 @@ def small_data(path: Path, n: int = 32) -> Path:
 def overrides(base: Path, data: Path, out: Path, **extra) -> list[str]:
     """key=value overrides for a short CPU run of the tiny model."""
     values = dict(base=str(base), data=str(data), output_dir=str(out), max_steps=4, per_device_batch_size=4,
-                  max_seq_len=160, warmup_ratio=0.0, logging_steps=1, save_steps=100, tracker="none", lr=1e-2)
+                  max_seq_len=160, warmup_ratio=0.0, logging_steps=1, save_steps=100, tracker="none", lr=1e-2,
+                  guard="configs/guard/tiny_cpu.yaml")  # tiny models are served (and trained) without the preamble
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]
 

@@ -33,7 +33,7 @@ def test_openai_client_unchanged_plain_and_streaming(gateway):
     answer = raw.parse()
     assert raw.headers["x-oncoloop-version"] == "v1" and answer.model == "v1"
     assert answer.model_extra["oncoloop"] == {"version": "v1", "alias": "champion", "engine": "transformers",
-                                              "guard": ["preamble"]}
+                                              "guard": ["preamble"], "context": []}
     assert answer.choices[0].message.role == "assistant" and answer.usage.completion_tokens >= 1
 
     for model, version, engine in (("champion", "v1", "transformers"), ("challenger", "v2", "adapter")):
@@ -41,7 +41,7 @@ def test_openai_client_unchanged_plain_and_streaming(gateway):
                                                               extra_body={"ab": False}))
         assert chunks and {c.model for c in chunks} == {version}
         assert all(c.model_extra["oncoloop"] == {"version": version, "alias": model, "engine": engine,
-                                                 "guard": ["preamble"]}
+                                                 "guard": ["preamble"], "context": []}
                    for c in chunks)
         assert chunks[-1].choices[0].finish_reason in ("length", "stop")
         assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

@@ -16,6 +16,7 @@ import pytest
 
 from feedback.dedup import lexical_embed
 from feedback.store import FeedbackStore
+from tests.conftest import REPO
 from ui.config import UIConfig
 from ui.handlers import Handlers
 
@@ -153,20 +154,22 @@ PEOPLE = (("carla", "clinician"), ("rita", "reviewer"), ("adam", "admin"))
 
 
 @pytest.fixture(scope="session")
-def ui_stack(tmp_path_factory, tiny_base):
-    """The real thing: ``python -m serve`` (transformers engine, tiny model as champion) and ``python -m ui``
-    in their own home, with accounts carla (clinician), rita (reviewer), adam (admin); password '<name>-password'."""
+def ui_stack(tmp_path_factory, bundled_model):
+    """The real thing: ``python -m serve`` (transformers engine, the tiny fixture as champion, served as it was
+    trained: without the preamble) and ``python -m ui`` in their own home, with accounts carla (clinician),
+    rita (reviewer), adam (admin); password '<name>-password'."""
     from feedback.settings import get_settings
     from tests.serve.conftest import Gateway, add_version, registry_at
     from tests.ui.clinician import UIServer
 
     home = tmp_path_factory.mktemp("ui_stack") / "home"
-    add_version(home, tiny_base, "v1")
+    add_version(home, bundled_model, "v1")
     registry_at(home).set_alias("champion", "v1", "test", "first")
     store = FeedbackStore.open(get_settings({"ONCOLOOP_HOME": str(home)}))
     for name, role in PEOPLE:
         store.add_user(name, f"{name}-password", role)
-    gateway = Gateway(home, "--engine", "transformers", "challenger_share=0")
+    gateway = Gateway(home, "--engine", "transformers", "--guard", str(REPO / "configs/guard/tiny_cpu.yaml"),
+                      "challenger_share=0")
     ui = None
     try:
         gateway.wait(lambda s: s.get("ready") is True, timeout=300)
