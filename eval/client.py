@@ -31,7 +31,8 @@ class Answer:
 
 
 def ask_all(base_url: str, model: str, items: list[EvalItem], max_tokens: int, temperature: float = 0.0,
-            concurrency: int = 4, timeout_s: float = 300.0, retries: int = 4, label: str = "") -> list[Answer]:
+            concurrency: int = 4, timeout_s: float = 300.0, retries: int = 4, label: str = "",
+            retrieval: bool = True) -> list[Answer]:
     """Answers of ``model`` (alias or version id) to every item, in item order.
 
     Raises:
@@ -48,7 +49,7 @@ def ask_all(base_url: str, model: str, items: list[EvalItem], max_tokens: int, t
         try:
             resp = client.chat.completions.create(model=model, messages=item.messages, max_tokens=max_tokens,
                                                   temperature=temperature, extra_headers=EVAL_HEADERS,
-                                                  extra_body={"ab": False})
+                                                  extra_body={"ab": False, "retrieval": retrieval})
         except openai.APIConnectionError as e:
             raise OncoLoopError(f"the gateway at {base_url} is unreachable ({e}); start it with `python -m serve` "
                                 "or leave --gateway-url out to start a private one.") from None

@@ -99,7 +99,7 @@ def make_judge(cfg: CompareConfig):
 
 def _ask(url: str, version: str, s: EvalSet, cfg: CompareConfig):
     answers = ask_all(url, version, s.items, cfg.max_tokens, cfg.temperature, cfg.concurrency, cfg.request_timeout_s,
-                      cfg.retries, label=f"{s.name}: {version}")
+                      cfg.retries, label=f"{s.name}: {version}", retrieval=cfg.retrieval_for(s.name))
     wrong = {a.version for a in answers} - {version}
     if wrong:
         raise OncoLoopError(f"the gateway answered for {version} with {', '.join(sorted(wrong))}; it must serve "
@@ -120,7 +120,7 @@ def _compare_local(registry, a: str, b: str, eval_sets: list[EvalSet], cfg: Comp
         answers = {}
         for vid in (a, b):
             answers[vid], spent = ask_local(engines[vid], s.items, cfg.max_tokens, cfg.batch_size, cache,
-                                            label=f"{s.name}: {vid}")
+                                            label=f"{s.name}: {vid}", retrieval=cfg.retrieval_for(s.name))
             cost = {k: cost[k] + spent[k] for k in cost}
         answer_s[s.name] = round(time.monotonic() - t, 1)
         results[s.name] = score_set(s, answers[a], answers[b], cfg.resamples, cfg.seed, judge, cfg.judge_limit,

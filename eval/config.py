@@ -39,6 +39,9 @@ class CompareConfig:
     batch_size: int = 16  # local backend: answers generated together
     cache_answers: bool = True  # local backend: reuse a version's answers to the same prompts
     retrieval: bool = True  # give the models approved answers as context, as the gateway does by default
+    # sets answered without retrieval even so: on the feedback set both versions would be given the very
+    # corrections they are scored against, so only there does the comparison show what the candidate learnt
+    no_retrieval_sets: list[str] = field(default_factory=lambda: ["feedback"])
     engine: str = "auto"  # the private gateway's engine: auto | transformers | vllm
     guard: str = ""  # the private gateway's guard config (python -m serve --guard); empty: the built-in rules
     gateway_start_timeout_s: float = 600.0
@@ -58,6 +61,14 @@ class CompareConfig:
     judge_max_tokens: int = 256
     judge_unparseable: str = "error"  # error: stop with a message | tie: count an unreadable verdict as a tie
     judge_limit: int = 0  # judge at most this many items per set; 0: all
+
+    def retrieval_for(self, set_name: str) -> bool:
+        """Whether answers to ``set_name`` get approved answers as context.
+
+        >>> CompareConfig().retrieval_for("general"), CompareConfig().retrieval_for("feedback")
+        (True, False)
+        """
+        return self.retrieval and set_name not in self.no_retrieval_sets
 
     def use_local(self) -> bool:
         """Whether answers are generated in process (see ``backend``)."""

@@ -120,7 +120,7 @@ def create_app(pool: EnginePool, guard: Guard | None = None, retriever: Retrieve
         headers = {k.lower(): v for k, v in request.headers.items()}
         check_chat(body)
         guarded = guard.prepare(body, headers)
-        if retriever is not None:
+        if retriever is not None and body.get("retrieval") is not False:  # "retrieval": false opts out (evaluation)
             await asyncio.to_thread(retriever.add_context, guarded)
         body, messages = guarded.body, guarded.body["messages"]
         arm = None

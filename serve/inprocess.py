@@ -42,11 +42,12 @@ class InProcessEngine:
         self.retriever = retriever
         self.tokenizer, self.model = load_version(registry, version)
 
-    def prepare(self, messages: list[dict], headers: dict[str, str] | None = None) -> Prepared:
-        """The guard's request side and retrieval, then the prompt as the engine would render it."""
+    def prepare(self, messages: list[dict], headers: dict[str, str] | None = None, retrieval: bool = True) -> Prepared:
+        """The guard's request side and retrieval (unless ``retrieval`` is False), then the prompt as the engine
+        would render it."""
         guarded = self.guard.prepare({"model": self.version.id, "messages": messages},
                                      {k.lower(): v for k, v in (headers or {}).items()})
-        if self.retriever is not None:
+        if self.retriever is not None and retrieval:
             self.retriever.add_context(guarded)
         prompt = self.tokenizer.apply_chat_template(guarded.body["messages"], tokenize=False,
                                                     add_generation_prompt=True)

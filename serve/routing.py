@@ -8,7 +8,7 @@ CONVERSATION_HEADER = "x-oncoloop-conversation"
 AB_HEADER = "x-oncoloop-ab"  # "off": the request is pinned to the model it names (evaluation)
 VERSION_HEADER = "X-OncoLoop-Version"
 ALIAS_HEADER = "X-OncoLoop-Alias"
-GATEWAY_FIELDS = ("conversation_id", "ab")  # body fields the gateway reads and does not forward
+GATEWAY_FIELDS = ("conversation_id", "ab", "retrieval")  # body fields the gateway reads and does not forward
 
 
 class RequestError(Exception):

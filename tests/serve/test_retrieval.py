@@ -95,3 +95,11 @@ def test_the_store_keeps_the_context_of_an_answer_and_lineage_shows_it(oncoloop_
     store.record_answer(msg, "Cladribine.", "v1", 120, ["preamble"], [review])
     assert registry_cli(["lineage", "--message", str(msg)]) == 0
     assert f"approved answers given as context (review ids): {review}" in capsys.readouterr().out
+
+
+def test_a_request_can_opt_out_of_retrieval_and_the_field_never_reaches_the_engine(retrieval_gateway):
+    engine, url, _ = retrieval_gateway
+    _, _, _, [answer] = ask(url, REWORDED, stream=False, extra_body={"retrieval": False})
+    sent = engine.received[-1]
+    assert _context_messages(sent) == [] and answer.model_extra["oncoloop"]["context"] == []
+    assert "retrieval" not in sent
