@@ -180,8 +180,8 @@ def install_oncology(registry, models_dir: Path, base_version: str, adapter_dir:
     if not (target / "meta.json").is_file():
         print(f"bootstrap: merging the oncology LoRA {adapter_dir.name} into {base_version}", flush=True)
         info = json.loads((adapter_dir / "train_meta.json").read_text(encoding="utf-8"))
+        source = adapter_dir.relative_to(REPO) if adapter_dir.is_relative_to(REPO) else adapter_dir
         create_version(adapter_dir, base=base_version, version=version, register=False,
-                       extra_meta={"shipped_adapter": str(adapter_dir.relative_to(REPO)) if adapter_dir.is_relative_to(REPO)
-                                   else str(adapter_dir), "eval": info.get("eval", {})})
+                       extra_meta={"shipped_adapter": str(source), "eval": info.get("eval", {})})
     registry.register(target)
     return version
