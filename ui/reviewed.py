@@ -9,7 +9,7 @@ conversation never reach another's screen.
 
 from __future__ import annotations
 
-from feedback.store import ApprovedAnswer
+from feedback.store import ApprovedAnswer  # noqa: F401 (render's doctest builds one)
 from serve.retrieval import ApprovedIndex, Similar
 
 # the panel searches the same index of approved, scrubbed answers that the gateway's retrieval uses
