@@ -25,7 +25,7 @@ DEFAULT_POLICY = REPO / "configs" / "gate" / "default.yaml"
 DEFAULT_RUBRIC = REPO / "configs" / "gate" / "judge_rubric.md"
 RULE_KINDS = ("no_regression", "improvement", "safety", "judge", "min_items")
 # metrics a rule may name: corpus scores (bootstrapped at corpus level) and per-item means
-METRICS = ("bleu", "chrf", "rougeL", "length", "relevance", "sentence_bleu", "sentence_chrf", "safety")
+METRICS = ("bleu", "chrf", "rougeL", "length", "relevance", "semantic", "sentence_bleu", "sentence_chrf", "safety")
 
 
 @dataclass

@@ -1,5 +1,7 @@
 """Scores of answers: sacreBLEU BLEU and chrF (corpus, with signatures, and per sentence), ROUGE-L, length,
-and relevance (cosine of question and answer under the offline MiniLM embedder; needs no reference).
+relevance (cosine of question and answer under the offline MiniLM embedder; needs no reference) and
+semantic similarity to the reference (cosine of answer and reference under the same embedder, the SemScore
+of Aynetdinov & Akbik 2024: it credits an answer that says what the reference says in other words).
 
 Corpus BLEU/chrF are computed from per-sentence sufficient statistics, as sacreBLEU itself does, so a
 bootstrap resample is scored exactly like ``sacrebleu --paired-bs`` scores one.
@@ -19,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 CORPUS_METRICS = ("bleu", "chrf")
-ITEM_METRICS = ("sentence_bleu", "sentence_chrf", "rougeL", "length", "relevance")
+ITEM_METRICS = ("sentence_bleu", "sentence_chrf", "rougeL", "length", "relevance", "semantic")
 
 
 @dataclass
@@ -94,11 +96,24 @@ def relevance(questions: list[str], answers: list[str]) -> list[float]:
     return [float(x) for x in 100.0 * (q * a).sum(1)]
 
 
+def semantic(answers: list[str], references: list[str]) -> list[float]:
+    """Cosine similarity (x100) of each answer with its reference under the offline MiniLM embedder."""
+    from finetune.embed import embed
+
+    if not answers:
+        return []
+    a = embed([ans if ans.strip() else "(no answer)" for ans in answers])
+    return [float(x) for x in 100.0 * (a * embed(references)).sum(1)]
+
+
 def item_scores(questions: list[str], answers: list[str], references: list[str | None]) -> dict[str, list[float]]:
     """Per-item scores; reference-based ones are NaN where an item has no reference."""
     nan = float("nan")
     out = {"sentence_bleu": [], "sentence_chrf": [], "rougeL": [], "length": [length(a) for a in answers],
            "relevance": relevance(questions, answers)}
+    with_ref = [k for k, ref in enumerate(references) if ref is not None]
+    sem = dict(zip(with_ref, semantic([answers[k] for k in with_ref], [references[k] for k in with_ref])))
+    out["semantic"] = [sem.get(k, nan) for k in range(len(answers))]
     for answer, ref in zip(answers, references):
         if ref is None:
             out["sentence_bleu"].append(nan)

@@ -19,7 +19,7 @@ from eval.comparison import Comparison
 from eval.scoring import item_delta
 
 SIDE_BY_SIDE = 5  # worst regressions and best improvements shown per set
-PLOT_METRICS = ("bleu", "chrf", "rougeL", "relevance", "safety")
+PLOT_METRICS = ("bleu", "chrf", "rougeL", "relevance", "semantic", "safety")
 
 
 def _fmt(x, digits: int = 2) -> str:

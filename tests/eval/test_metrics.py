@@ -103,3 +103,18 @@ def test_relevance_separates_answers_to_the_question_from_shuffled_ones():
     right = metrics.relevance(questions, [it.reference for it in s.items])
     wrong = metrics.relevance(questions, [it.reference for it in s.items[1:] + s.items[:1]])
     assert sum(right) / len(right) > sum(wrong) / len(wrong) + 10
+
+
+def test_semantic_similarity_credits_a_paraphrase_of_the_reference_over_a_wrong_answer():
+    """SemScore: an answer that says what the reference says in other words scores above one that answers
+    another question (whose chrF against the reference can be as high); no reference gives NaN."""
+    reference = ("Neutropenic sepsis is a medical emergency: give broad-spectrum intravenous antibiotics within "
+                 "one hour of arrival, after taking blood cultures.")
+    paraphrase = ("Treat a febrile neutropenic patient as an emergency: draw cultures, then start IV broad-spectrum "
+                  "antibiotics inside the first hour.")
+    wrong = "Neutropenic patients should avoid raw foods and keep the kitchen clean; sepsis is rare in clinic."
+    scores = metrics.item_scores(["How fast must neutropenic sepsis be treated?"] * 3, [paraphrase, wrong, wrong],
+                                 [reference, reference, None])
+    assert scores["semantic"][0] > scores["semantic"][1] + 5
+    assert scores["semantic"][2] != scores["semantic"][2]  # NaN without a reference
+    assert metrics.semantic([reference], [reference])[0] > 99.0
