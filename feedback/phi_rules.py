@@ -389,6 +389,12 @@ def _add(found: list[Found], m: re.Match, kind: str, group: str = "v") -> None:
         found.append(Found(s, e, kind))
 
 
+def _add_all(found: list[Found], text: str, patterns: list[re.Pattern], kind: str) -> None:
+    for pattern in patterns:
+        for m in pattern.finditer(text):
+            _add(found, m, kind)
+
+
 def context_spans(text: str) -> list[Found]:
     """Identifiers found by labels, cue words and shapes (may overlap; :func:`merge` resolves them).
 
@@ -417,12 +423,8 @@ def context_spans(text: str) -> list[Found]:
             if kind == "ip_address" and ":" in v and (v.count(":") < 2 or not re.search(r"\d", v)):
                 continue
             _add(found, m, kind)
-    for pattern in _DATES:
-        for m in pattern.finditer(text):
-            _add(found, m, "date")
-    for pattern in _AGES:
-        for m in pattern.finditer(text):
-            _add(found, m, "age_over_89")
+    _add_all(found, text, _DATES, "date")
+    _add_all(found, text, _AGES, "age_over_89")
     for kind, pattern in _NAMES:
         for m in pattern.finditer(text):
             if _name_words_ok(m.group("v")):
@@ -440,12 +442,8 @@ def context_spans(text: str) -> list[Found]:
             continue
         if not _EPONYM_NEXT.match(text[m.start("v") + len(value):][:30]):
             found.append(Found(m.start("v"), m.start("v") + len(value), "name"))
-    for pattern in _HOSPITALS:
-        for m in pattern.finditer(text):
-            _add(found, m, "hospital")
-    for pattern in _ADDRESSES:
-        for m in pattern.finditer(text):
-            _add(found, m, "address")
+    _add_all(found, text, _HOSPITALS, "hospital")
+    _add_all(found, text, _ADDRESSES, "address")
     # long digit runs are identifiers whatever their label: NHS/CHI (mod 11), accounts, insurance numbers
     for m in re.finditer(r"(?<![\w.,/-])(?P<v>\d{2,}(?:[ -]\d{2,})*)(?![\w/-]|[.,]\d)", text):
         digits = re.sub(r"\D", "", m.group("v"))

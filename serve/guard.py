@@ -314,7 +314,7 @@ class Guard:
 
     def __init__(self, cfg: GuardConfig | None = None, detector: UrgentDetector | None = None):
         self.cfg = cfg or GuardConfig()
-        self.detector = detector or (default_detector() if self.cfg.urgent_model else UrgentDetector(rules=True))
+        self.detector = detector or (default_detector() if self.cfg.urgent_model else UrgentDetector(model=False))
 
     def warm(self) -> None:
         """Load the urgent detector and the scrubber now, so that the first chat does not wait for them."""
@@ -447,9 +447,9 @@ def urgent_eval(items: list[dict], detector: UrgentDetector) -> dict:
 def _print_eval(path: Path, rules_only: bool) -> None:
     detector = default_detector()
     if rules_only:
-        detector = UrgentDetector(threshold=2.0)  # the classifier can never fire: the keyword rules alone
+        detector = UrgentDetector(model=False)  # the keyword rules alone
     r = urgent_eval(read_labelled(path), detector)
-    name = "keyword rules only" if rules_only else "MiniLM + logistic regression, with the keyword rules"
+    name = "keyword rules only" if rules_only else "MiniLM + character n-grams, logistic regression, with the rules"
     print(f"urgent-care detector ({name}) on {path}")
     if not rules_only:
         print(f"  trained on: {', '.join(str(f.relative_to(REPO_ROOT)) for f in detector.files if f.exists())} "

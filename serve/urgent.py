@@ -173,6 +173,7 @@ class UrgentDetector:
     embed: Embedder | None = None
     threshold: float = 0.5
     rules: bool = True
+    model: bool = True  # false: the keyword rules alone (no embedding, nothing to fit)
     files: tuple[Path, ...] = TRAINING_FILES
     data_hash: str = ""
     _fitted: tuple | None = field(default=None, repr=False)
@@ -194,13 +195,12 @@ class UrgentDetector:
         return items
 
     def fit(self, items: list[dict] | None = None) -> "UrgentDetector":
-        """Fit both classifiers (deterministic); ``items`` default to :meth:`training_items`."""
+        """Fit the classifiers (deterministic); ``items`` default to :meth:`training_items`."""
         from sklearn.linear_model import LogisticRegression
 
         items = items if items is not None else self.training_items()
         texts = [i["text"] for i in items]
-        self.data_hash = hashlib.sha256("\n".join(json.dumps([i["text"], i["urgent"], i.get("condition")])
-                                                  for i in items).encode()).hexdigest()[:16]
+        self.data_hash = _hash(items)
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         x = self._embedder()(texts)
@@ -218,12 +218,38 @@ class UrgentDetector:
     def _models(self) -> tuple:
         with self._lock:  # the gateway's worker threads may all arrive at once on the first request
             if self._fitted is None:
-                self.fit()
+                self._fit_or_load()
         return self._fitted
+
+    def _fit_or_load(self) -> None:
+        """Fit on the training files, or load the same fit from the cache (each gateway, evaluation or test
+        process would otherwise embed the training set again: seconds of CPU)."""
+        import joblib
+        import sklearn
+
+        items = self.training_items()
+        key = f"urgent-{_hash(items)}-C{C_URGENT}-{C_URGENT_NGRAMS}-{C_CONDITION}-sklearn{sklearn.__version__}.joblib"
+        path = _cache_dir() / key if self.embed is None and _cache_dir() else None
+        if path is not None and path.exists():
+            try:
+                self._fitted, self.data_hash = joblib.load(path), _hash(items)
+                return
+            except Exception:  # a truncated or foreign file: fit again and overwrite it
+                pass
+        self.fit(items)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".tmp{threading.get_ident()}")
+                joblib.dump(self._fitted, tmp)
+                tmp.replace(path)
+            except OSError:
+                pass  # a read-only cache costs only time
 
     def warm(self) -> None:
         """Fit now (the gateway calls this at start so the first chat does not wait)."""
-        self._models()
+        if self.model:
+            self._models()
 
     def scores(self, texts: list[str]) -> tuple[np.ndarray, list[str]]:
         """``p_urgent`` and the most likely condition of each text (the classifiers only, no rules)."""
@@ -234,12 +260,14 @@ class UrgentDetector:
         x, g = self._embedder()(texts), ngrams.transform(texts)
         p = (urgent[0].predict_proba(x)[:, 1] + urgent[1].predict_proba(g)[:, 1]) / 2
         c = (conditions[0].predict_proba(x) + conditions[1].predict_proba(g)) / 2
-        return p, [conditions[0].classes_[k] for k in c.argmax(1)]
+        return p, [str(conditions[0].classes_[k]) for k in c.argmax(1)]
 
     def detect_many(self, texts: list[str]) -> list[list[str]]:
         """The urgent conditions each text describes (empty list: not urgent)."""
         out: list[list[str]] = [[] for _ in texts]
         todo = [k for k, t in enumerate(texts) if t and t.strip()]
+        if not self.model:
+            return [rule_conditions(t[:MAX_CHARS]) if k in todo else [] for k, t in enumerate(texts)]
         p, best = self.scores([texts[k] for k in todo])
         for j, k in enumerate(todo):
             found = rule_conditions(texts[k][:MAX_CHARS]) if self.rules else []
@@ -258,6 +286,20 @@ C_URGENT_NGRAMS = 10.0
 C_CONDITION = 10.0
 DEFAULT_THRESHOLD = 0.55  # 10-fold CV on dev (+ extra): recall 0.971, false alarms 0.022; 3.6% on oncology_eval
 MAX_CHARS = 2000  # MiniLM reads 256 tokens; a longer message is judged on its start
+
+def _hash(items: list[dict]) -> str:
+    """A short hash of the labelled training messages (text, label, condition; in order)."""
+    return hashlib.sha256("\n".join(json.dumps([i["text"], i["urgent"], i.get("condition")])
+                                     for i in items).encode()).hexdigest()[:16]
+
+
+def _cache_dir() -> Path | None:
+    """``$ONCOLOOP_CACHE`` (default ``~/.cache/oncoloop``, as for the converted base model); "" turns it off."""
+    import os
+
+    value = os.environ.get("ONCOLOOP_CACHE", "~/.cache/oncoloop")
+    return Path(value).expanduser() if value else None
+
 
 _default: UrgentDetector | None = None
 _default_lock = threading.Lock()
