@@ -109,7 +109,7 @@ def scrub(text: str) -> str:
     """``text`` with patient identifiers replaced by ``[NAME]``, ``[MRN]``, ``[DOB]`` and so on.
 
     >>> scrub("Call 07700 900123 or jane@example.com; lives at 42 Baker Street, London NW1 6XE.")
-    'Call [PHONE] or [EMAIL]; lives at [ADDRESS] [ADDRESS].'
+    'Call [PHONE] or [EMAIL]; lives at [ADDRESS].'
     >>> scrub("Stage II, ECOG 1, T2N0M0: 5-FU 400 mg/m2 then 2400 mg/m2 over 46 hours.")
     'Stage II, ECOG 1, T2N0M0: 5-FU 400 mg/m2 then 2400 mg/m2 over 46 hours.'
     """
