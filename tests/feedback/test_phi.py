@@ -104,3 +104,14 @@ def test_cli_says_what_to_do_with_bad_input(tmp_path, capsys, monkeypatch):
     (tmp_path / "empty.jsonl").write_text("\n")
     assert scrub_mod.main(["--eval", str(tmp_path / "empty.jsonl")]) == 2
     assert "holds no records" in capsys.readouterr().err
+
+
+def test_warnings_in_logs_are_scrubbed_info_records_pass(dev_records):
+    import logging
+
+    f = scrub_mod.ScrubbingLogFilter()
+    warning = logging.LogRecord("oncoloop.serve", logging.WARNING, __file__, 1, "engine said: %s", ("Mr John Smith, "
+                                "MRN 4417823",), None)
+    assert f.filter(warning) and warning.getMessage() == "engine said: Mr [NAME], MRN [MRN]"
+    info = logging.LogRecord("oncoloop.serve", logging.INFO, __file__, 1, "starting %s", ("v-8fd836f90c4f",), None)
+    assert f.filter(info) and info.getMessage() == "starting v-8fd836f90c4f"
