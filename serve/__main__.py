@@ -34,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    from feedback.scrub import scrub_logs
+
+    scrub_logs()  # no identifier reaches a log line
     import uvicorn
 
     from feedback.db import open_store

@@ -78,10 +78,14 @@ def create_app(pool: EnginePool, guard: Guard | None = None, retriever: Retrieve
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         runner = asyncio.create_task(pool.run())
+        # the urgent detector and the scrubber load in a worker thread (seconds): /health answers meanwhile, and
+        # a chat that arrives first waits for them there, never on the event loop
+        warming = asyncio.create_task(asyncio.to_thread(guard.warm))
         try:
             yield
         finally:
             runner.cancel()
+            warming.cancel()
             await pool.close()
             await client.aclose()
 
@@ -119,7 +123,9 @@ def create_app(pool: EnginePool, guard: Guard | None = None, retriever: Retrieve
             raise RequestError(400, f"the request body is not valid JSON ({e}).", "invalid_json")
         headers = {k.lower(): v for k, v in request.headers.items()}
         check_chat(body)
-        guarded = guard.prepare(body, headers)
+        # the guard embeds the message (urgent detector) and runs spaCy (scrubber): milliseconds of CPU each,
+        # so in a worker thread, off the event loop that relays every other stream
+        guarded = await asyncio.to_thread(guard.prepare, body, headers)
         if retriever is not None and body.get("retrieval") is not False:  # "retrieval": false opts out (evaluation)
             await asyncio.to_thread(retriever.add_context, guarded)
         body, messages = guarded.body, guarded.body["messages"]

@@ -10,18 +10,22 @@ Request side (before the engine sees the chat):
   no rule below can be switched off from inside a chat. (Only the deployment's guard config can leave the
   preamble out, for a model trained without system messages: ``send_preamble: false``, recorded as
   ``preamble_off``; ``configs/guard/tiny_cpu.yaml`` does so for the bundled tiny model.)
-- ``identifier_stripped:<kind>``: patient identifiers in the chat (names with context, MRNs, dates of
-  birth, phone numbers, e-mail and street addresses; ``feedback.scrub``'s rules) are replaced by
-  placeholders (``[NAME]``, ``[MRN]`` ...) before the chat reaches the engine. Why strip rather than
+- ``identifier_stripped:<kind>``: patient identifiers in the chat (names, dates, ages over 89, phone numbers,
+  e-mail and street addresses, hospital, NHS/CHI, insurance, passport and device numbers ...; the project's one
+  scrubber, :mod:`feedback.scrub`: Presidio with spaCy NER plus rules) are replaced by placeholders
+  (``[NAME]``, ``[MRN]``, ``[ID]`` ...) before the chat reaches the engine. Why strip rather than
   only redact the answer: the model cannot echo what it never saw, engines log prompts, and general
   decision support does not need who the patient is. Evaluation sends ``X-OncoLoop-Guard: audit`` to
   forward identifiers unstripped, so the safety suite measures whether the *model* echoes them (the
   answer is still redacted; see below).
-- ``urgent_notice:<condition>``: urgent symptoms described in the question (fever during chemotherapy,
-  spinal cord compression, SVC obstruction, tumour lysis, hypercalcaemia, anaphylaxis, severe immune
-  colitis, seizure) prefix the answer with :data:`URGENT_PREFIX` ... (for streams, as the first chunk).
-  A question *about* a condition ("how is febrile neutropenia defined?") does not fire: the rules need
-  a described patient (a value, a time, "my patient now has ...").
+- ``urgent_notice:<condition>``: an oncological or medical emergency described in the question (one of the 19
+  conditions of :data:`serve.urgent.CONDITIONS`: neutropenic sepsis, spinal cord compression, SVC obstruction,
+  hypercalcaemia, tumour lysis, immune-related colitis/pneumonitis/hepatitis/myocarditis/endocrine crisis,
+  hyponatraemia, raised ICP/seizure, major bleeding, PE/VTE, bowel obstruction, anaphylaxis, tamponade,
+  hypertensive crisis, acute kidney injury) prefixes the answer with :data:`URGENT_PREFIX` ... (for streams, as
+  the first chunk). The detector (:mod:`serve.urgent`) is learned: MiniLM sentence embeddings and logistic
+  regression trained on labelled messages, with keyword rules for recall; a question *about* a condition
+  ("how is febrile neutropenia defined?"), a resolved past event or a routine side effect does not fire.
 - ``dosing_notice``: a request for a dose for a specific patient (named, "my patient", weight or labs
   given) gets :data:`DOSING_PREFIX` ... (general principles only; the protocol and the pharmacist decide).
 
@@ -36,6 +40,7 @@ Answer side (what the engine wrote, also across stream-chunk boundaries with a h
 Every action is reported as a string in the response (``oncoloop.guard``) and the request-side ones in
 the ``X-OncoLoop-Guard`` header, so the UI records them with the interaction.
 
+    python -m serve.guard --eval data/eval/detectors/urgent_test.jsonl          # recall per condition, false alarms, ms
     python -m serve.guard --false-positives [data/eval/oncology_eval.jsonl]   # urgent-detector false alarms
     python -m serve.guard --recall [data/eval/safety.jsonl]                     # urgent-detector recall
 """
@@ -48,10 +53,14 @@ import json
 import re
 import sys
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from feedback.errors import OncoLoopError, cli_command
-from feedback.scrub import scrub
+from feedback.phi_rules import answer_spans
+from feedback.scrub import find_phi, scrub
+from serve.urgent import (CONDITIONS, URGENT_RULES, UrgentDetector, default_detector, read_labelled,  # noqa: F401
+                          rule_conditions)
 
 # ---- the action vocabulary (stable strings: stored with interactions and read by eval/safety.py) ----
 PREAMBLE = "preamble"
@@ -59,7 +68,7 @@ PREAMBLE_OFF = "preamble_off"  # the deployment's guard config does not send it 
 CLIENT_SYSTEM = "client_system"  # the client's system messages were kept after the preamble
 OVERRIDE_IGNORED = "override_ignored"
 URGENT = "urgent_notice:"  # + condition, e.g. urgent_notice:spinal_cord_compression
-IDENTIFIER_STRIPPED = "identifier_stripped:"  # + kind (name, mrn, dob, date, phone, email, address)
+IDENTIFIER_STRIPPED = "identifier_stripped:"  # + kind (name, mrn, dob, date, phone, email, address, ...)
 IDENTIFIER_REDACTED = "identifier_redacted:"  # + kind: the model's answer contained one
 DOSING_NOTICE = "dosing_notice"
 DOSE_REDACTED = "dose_redacted"  # the model's answer to an individual dosing request contained a dose
@@ -98,6 +107,7 @@ class GuardConfig:
     # without the preamble, and the record says "preamble_off" instead of "preamble"
     send_preamble: bool = True
     urgent: bool = True  # detect urgent symptoms and prefix the answer
+    urgent_model: bool = True  # the learned detector (MiniLM + logistic regression) with the rules; false: rules only
     urgent_notice: str = DEFAULT_URGENT_NOTICE  # {conditions}: the detected conditions, in words
     strip_identifiers: bool = True  # replace identifiers in the chat before the engine sees it
     redact_identifiers: bool = True  # redact identifiers in the answer
@@ -110,97 +120,40 @@ class GuardConfig:
 
 # ---- identifiers ----------------------------------------------------------------------------------
 
-_PLACEHOLDER = re.compile(r"\[(NAME|MRN|DOB|DATE|PHONE|EMAIL|ADDRESS)\]")
-
-
 def find_identifiers(text: str) -> list[tuple[str, str]]:
-    """``(kind, value)`` of each patient identifier in ``text``, by ``feedback.scrub``'s rules.
+    """``(kind, value)`` of each patient identifier in ``text``, found by the project's scrubber.
 
     >>> find_identifiers("Mrs Jane Doe, MRN 4417823: carboplatin AUC 5?")
     [('name', 'Jane Doe'), ('mrn', '4417823')]
     >>> find_identifiers("Carboplatin AUC 5 for stage II ovarian cancer?")
     []
     """
-    scrubbed = scrub(text)
-    if scrubbed == text:
-        return []
-    parts = _PLACEHOLDER.split(scrubbed)  # literal, kind, literal, kind, ..., literal
-    pattern = "".join(re.escape(p) if i % 2 == 0 else "(.+?)" for i, p in enumerate(parts))
-    m = re.fullmatch(pattern, text, re.DOTALL)
-    if m is None:  # the text held a literal placeholder; fall back to no values
-        return []
-    return [(kind.lower(), value) for kind, value in zip(parts[1::2], m.groups())]
+    return list(_identifiers(text))
 
 
-# Identifier-like strings in an answer even when the question had none to compare with.
-_ANSWER_IDS = [("email", re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b")),
-               ("mrn", re.compile(r"(?<![\w.,/])\d(?:[ -]?\d){6,14}(?![\w.,/])"))]
+@lru_cache(maxsize=4096)
+def _identifiers(text: str) -> tuple[tuple[str, str], ...]:
+    return tuple((f.kind, text[f.start:f.end]) for f in find_phi(text))
 
 
 # ---- urgent symptoms ------------------------------------------------------------------------------
 
-def _rx(pattern: str) -> re.Pattern:
-    return re.compile(pattern, re.IGNORECASE)
-
-
-# A described patient: a first-hand case, not a question about a condition in general.
-_CASE = _rx(r"\b(?:my|this|our|her|his|the)\s+(?:\w+\s+)?patient\b|\bpatient(?:'s)?\s+(?:has|had|is|now|reports|"
-            r"developed|phoned|presents|with)\b|\b(?:he|she)(?:'s|\s+is|\s+has|\s+had|\s+feels|\s+reports)\b|"
-            r"\b(?:now|just|today|yesterday|tonight|since this morning|this morning|since)\b|\bphoned\b|"
-            r"\bfamily says\b|\bday\s+\d+\b|\b\d+\s+(?:minutes?|hours?|days?)\s+(?:ago|into)\b|"
-            r"\b(?:temp(?:erature)?|potassium|calcium|neutrophils|BP|heart rate)\b[^.?\d]{0,20}\d")
-_CHEMO = (r"(?:chemo\w*|docetaxel|paclitaxel|carboplatin|cisplatin|FOLF\w+|R-CHOP|CHOP|AC\b|EC\b|induction|"
-          r"capecitabine|cycle|neutrophils?\s*(?:count\s*)?(?:of\s*|is\s*|was\s*)?0\.\d|neutropeni\w*|AML|"
-          r"leuk\w+mia|lymphoma|myeloma|post-chemo|SACT|gemcitabine|irinotecan|oxaliplatin|etoposide|"
-          r"cyclophosphamide|doxorubicin)")
-_FEVER = (r"(?:fever\w*|febrile|pyrexi\w*|rigors?|shiver\w*|3[89]\.\d\s*°?\s*C\b|"
-          r"temp(?:erature)?\s*(?:of|is|was|:|at)?\s*(?:\d{2}\.\d\s*then\s*)?3[89](?:\.\d)?)")
-_NEURO_LEGS = (r"(?:leg\s+weakness|weak(?:ness)?\s+(?:in\s+)?(?:his|her|the|both)?\s*legs|"
-               r"legs?\s+(?:are\s+|feel\s+)?weak|"
-               r"numb\w*|saddle|urinary\s+retention|(?:trouble|difficulty)\s+passing\s+urine|incontinen\w*|"
-               r"can't\s+walk|cannot\s+walk|unable\s+to\s+walk)")
-
-# condition: (words shown in the notice, [patterns that must all match])
-URGENT_RULES: dict[str, tuple[str, list[re.Pattern]]] = {
-    "neutropenic_sepsis": ("possible neutropenic sepsis", [_rx(_FEVER), _rx(_CHEMO), _CASE]),
-    "spinal_cord_compression": ("possible metastatic spinal cord compression", [
-        _rx(r"\bback\s+pain|\bspin\w*\s+pain|\bcord\s+compression"), _rx(_NEURO_LEGS), _CASE]),
-    "svc_obstruction": ("possible superior vena cava obstruction", [
-        _rx(r"facial\s+swelling|swollen\s+face|face\s+(?:is\s+)?swollen|(?:distended|engorged)\s+(?:neck\s+)?veins|"
-            r"\bSVC\b|superior\s+vena\s+cava"),
-        _rx(r"breathless\w*|short(?:ness)?\s+of\s+breath|dyspn\w*|lying\s+flat|stridor|swelling|veins"), _CASE]),
-    "tumour_lysis": ("possible tumour lysis syndrome", [
-        _rx(r"potassium\s*(?:of\s*|is\s*|was\s*)?[6-9](?:\.\d)?\b|hyperkal\w*|phosphate\s+(?:is\s+)?(?:high|raised)|"
-            r"urine\s+output\s+(?:is\s+)?(?:falling|dropping|low)|tumou?r\s+lysis"),
-        _rx(r"induction|chemo\w*|lymphoma|leuk\w+mia|started|venetoclax|rasburicase|tumou?r\s+lysis"), _CASE]),
-    "hypercalcaemia": ("possible severe hypercalcaemia", [
-        _rx(r"calcium\s*(?:came\s+back\s*|of\s*|is\s*|was\s*|:\s*)?(?:[3-4]\.\d)|hypercalc\w*"),
-        _rx(r"confus\w*|drows\w*|thirst\w*|vomit\w*|[3-4]\.\d\s*mmol"), _CASE]),
-    "anaphylaxis": ("possible anaphylaxis / severe infusion reaction", [
-        _rx(r"\bwheez\w*|stridor|BP\s*[4-8]\d\s*/|hypotens\w*|throat\s+swelling|collaps\w*"),
-        _rx(r"infusion|minutes\s+into|first\s+(?:dose|cycle)"), _CASE]),
-    "immune_colitis": ("possible severe immune-related colitis", [
-        _rx(r"\b(?:[7-9]|1\d|2\d)\s+(?:\w+\s+)?stools|bloody\s+diarrh\w*|diarrh\w*\s+with\s+blood|"
-            r"stools?\s+.{0,30}blood"),
-        _rx(r"ipilimumab|nivolumab|pembrolizumab|atezolizumab|durvalumab|immunotherapy|checkpoint"), _CASE]),
-    "seizure": ("a prolonged seizure / reduced consciousness", [
-        _rx(r"seizure\s+lasting\s+(?:[5-9]|\d{2})|status\s+epilepticus|(?:still\s+)?(?:not\s+responsive|unresponsive)"),
-        _CASE]),
-}
-
-
-def detect_urgent(text: str) -> list[str]:
-    """The urgent conditions a question describes in a patient (empty for general questions).
+def detect_urgent(text: str, detector: UrgentDetector | None = None) -> list[str]:
+    """The urgent conditions a message describes (empty for general questions); the learned detector by default.
 
     >>> detect_urgent("Had docetaxel 8 days ago, temperature 38.6 C today. Can it wait?")
     ['neutropenic_sepsis']
     >>> detect_urgent("How is febrile neutropenia defined in guidelines after chemotherapy?")
     []
     """
-    return [name for name, (_, patterns) in URGENT_RULES.items() if all(p.search(text) for p in patterns)]
+    return (detector or default_detector()).detect(text)
 
 
 # ---- individual dosing requests -------------------------------------------------------------------
+
+def _rx(pattern: str) -> re.Pattern:
+    return re.compile(pattern, re.IGNORECASE)
+
 
 _DOSE_ASK = _rx(r"(?<!-)\b(?:doses?|dosing|dosage|how\s+much|how\s+many\s+(?:mg|milligrams|micrograms|tablets|capsules|"
                r"units|ml|days)|milligrams|mg|calculate|work\s+out|prescribe)\b")
@@ -263,8 +216,7 @@ class Redactor:
             words = [re.escape(w) for w in value.split()]
             if words:
                 self.patterns.append((f"{IDENTIFIER_REDACTED}{kind}", re.compile(r"\s+".join(words), re.IGNORECASE)))
-        if generic:
-            self.patterns += [(f"{IDENTIFIER_REDACTED}{kind}", p) for kind, p in _ANSWER_IDS]
+        self.generic = generic  # identifier shapes (e-mail, numbers after a label, long digit runs ...) too
         if doses:
             self.patterns.append((DOSE_REDACTED, DOSE_PATTERN))
         self.hold = max([hold] + [len(v) + 8 for _, v in values])
@@ -273,10 +225,12 @@ class Redactor:
 
     def _spans(self, text: str) -> list[tuple[int, int, str]]:
         spans: list[tuple[int, int, str]] = []
-        for action, pattern in self.patterns:
-            for m in pattern.finditer(text):
-                if m.end() > m.start() and not any(s < m.end() and m.start() < e for s, e, _ in spans):
-                    spans.append((m.start(), m.end(), action))
+        found = [(m.start(), m.end(), action) for action, pattern in self.patterns for m in pattern.finditer(text)]
+        if self.generic:
+            found += [(f.start, f.end, f"{IDENTIFIER_REDACTED}{f.kind}") for f in answer_spans(text)]
+        for start, end, action in found:
+            if end > start and not any(s < end and start < e for s, e, _ in spans):
+                spans.append((start, end, action))
         return sorted(spans)
 
     def _emit(self, text: str, spans: list[tuple[int, int, str]]) -> str:
@@ -358,8 +312,20 @@ class GuardedChat:
 class Guard:
     """The gateway's guard; :meth:`prepare` runs on every chat request."""
 
-    def __init__(self, cfg: GuardConfig | None = None):
+    def __init__(self, cfg: GuardConfig | None = None, detector: UrgentDetector | None = None):
         self.cfg = cfg or GuardConfig()
+        self.detector = detector or (default_detector() if self.cfg.urgent_model else UrgentDetector(model=False))
+
+    def warm(self) -> None:
+        """Load the urgent detector and the scrubber now, so that the first chat does not wait for them."""
+        if self.cfg.urgent and self.cfg.urgent_model:
+            self.detector.warm()
+        if self.cfg.strip_identifiers or self.cfg.redact_identifiers:
+            find_phi("Warm-up for Mr John Smith")
+
+    def urgent_conditions(self, text: str) -> list[str]:
+        """The urgent conditions ``text`` describes, by this guard's detector (the rules alone if so configured)."""
+        return detect_urgent(text, self.detector) if self.cfg.urgent_model else rule_conditions(text)
 
     def prepare(self, body: dict, headers: dict[str, str]) -> GuardedChat:
         """Apply the request-side rules to a checked chat body (``serve.routing.check_chat`` passed)."""
@@ -384,9 +350,9 @@ class Guard:
             actions.append(CLIENT_SYSTEM)
         if cfg.strip_identifiers and not audit:
             actions += sorted({IDENTIFIER_STRIPPED + kind for kind, _ in identifiers})
-        prefix, conditions = "", detect_urgent(last_user) if cfg.urgent else []
+        prefix, conditions = "", self.urgent_conditions(last_user) if cfg.urgent else []
         if conditions:
-            words = ", ".join(URGENT_RULES[c][0] for c in conditions)
+            words = ", ".join(CONDITIONS[c] for c in conditions)
             prefix += cfg.urgent_notice.format(conditions=words)
             actions += [URGENT + c for c in conditions]
         dosing = cfg.dosing and is_dosing_request(last_user, [i for i in find_identifiers(last_user)])
@@ -444,16 +410,82 @@ def urgent_recall(items: list[dict]) -> tuple[float, list[str]]:
     return 1 - len(missed) / max(len(emergencies), 1), missed
 
 
+def urgent_eval(items: list[dict], detector: UrgentDetector) -> dict:
+    """Recall per condition, false alarms and latency of ``detector`` on labelled messages (serve.urgent format).
+
+    Returns:
+        ``{"recall", "per_condition": {condition: (found, total)}, "false_alarm_rate", "false_alarms": [ids],
+        "missed": [ids], "ms_per_message", "named": share of found urgent items whose condition is named}``
+    """
+    import time
+
+    detector.warm()
+    detector.detect("warm-up: temperature 38.5 after chemo")  # first call pays for lazy set-up
+    start = time.perf_counter()
+    found = [detector.detect(i["text"]) for i in items]  # one at a time, as the gateway sees them
+    ms = (time.perf_counter() - start) * 1000 / max(len(items), 1)
+    per: dict[str, list[int]] = {}
+    missed, alarms, named = [], [], 0
+    for item, conditions in zip(items, found):
+        if item["urgent"]:
+            counts = per.setdefault(item["condition"], [0, 0])
+            counts[1] += 1
+            counts[0] += bool(conditions)
+            named += item["condition"] in conditions
+            if not conditions:
+                missed.append(item.get("id", "?"))
+        elif conditions:
+            alarms.append((item.get("id", "?"), conditions))
+    urgent = sum(t for _, t in per.values())
+    negatives = sum(1 for i in items if not i["urgent"])
+    caught = sum(f for f, _ in per.values())
+    return {"recall": caught / max(urgent, 1), "per_condition": {k: tuple(v) for k, v in sorted(per.items())},
+            "false_alarm_rate": len(alarms) / max(negatives, 1), "false_alarms": alarms, "missed": missed,
+            "ms_per_message": ms, "named": named / max(caught, 1), "urgent": urgent, "negatives": negatives}
+
+
+def _print_eval(path: Path, rules_only: bool) -> None:
+    detector = default_detector()
+    if rules_only:
+        detector = UrgentDetector(model=False)  # the keyword rules alone
+    r = urgent_eval(read_labelled(path), detector)
+    name = "keyword rules only" if rules_only else "MiniLM + character n-grams, logistic regression, with the rules"
+    print(f"urgent-care detector ({name}) on {path}")
+    if not rules_only:
+        print(f"  trained on: {', '.join(str(f.relative_to(REPO_ROOT)) for f in detector.files if f.exists())} "
+              f"(data hash {detector.data_hash}), threshold {detector.threshold}")
+    print(f"  recall: {r['recall']:.3f} ({r['urgent'] - len(r['missed'])}/{r['urgent']}; target >= 0.97)")
+    print(f"  false alarms: {r['false_alarm_rate']:.3f} ({len(r['false_alarms'])}/{r['negatives']}; target <= 0.05)")
+    print(f"  condition named correctly among those flagged: {r['named']:.3f}")
+    print(f"  latency: {r['ms_per_message']:.1f} ms per message (one at a time; target <= 20)")
+    print("  recall per condition:")
+    for condition, (found, total) in r["per_condition"].items():
+        print(f"    {condition:<30} {found / total:.2f} ({found}/{total})")
+    if r["missed"]:
+        print(f"  missed: {', '.join(r['missed'])}")
+    for item_id, conditions in r["false_alarms"]:
+        print(f"  false alarm on {item_id}: {', '.join(conditions)}")
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
 @cli_command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m serve.guard", description="Measure the urgent-symptom detector.")
+    parser = argparse.ArgumentParser(prog="python -m serve.guard", description="Measure the urgent-care detector.")
+    parser.add_argument("--eval", type=Path, metavar="FILE",
+                        help="a labelled urgent-care set (data/eval/detectors/urgent_test.jsonl): recall per "
+                             "condition, false alarms, ms per message")
+    parser.add_argument("--rules-only", action="store_true", help="with --eval: measure the keyword rules alone")
     parser.add_argument("--false-positives", nargs="?", const="data/eval/oncology_eval.jsonl", type=Path,
                         metavar="FILE", help="false-alarm rate on a general evaluation set")
     parser.add_argument("--recall", nargs="?", const="data/eval/safety.jsonl", type=Path, metavar="FILE",
                         help="recall on the safety suite's emergency items")
     args = parser.parse_args(argv)
-    if not args.false_positives and not args.recall:
-        parser.error("give --false-positives and/or --recall")
+    if not args.false_positives and not args.recall and not args.eval:
+        parser.error("give --eval FILE, --false-positives and/or --recall")
+    if args.eval:
+        _print_eval(args.eval, args.rules_only)
     if args.false_positives:
         rate, fired = urgent_false_positives(_read_jsonl(args.false_positives))
         print(f"urgent-symptom detector false-positive rate on {args.false_positives}: {rate:.1%} "

@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no calls home from clinics
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from feedback.scrub import scrub_logs
+
+    scrub_logs()  # no identifier reaches a log line
 
     from feedback.store import FeedbackStore
     from finetune.config import load_config

@@ -76,9 +76,9 @@ def test_override_suite_items_all_detected():
     ("Lung cancer patient now has facial swelling and breathlessness lying flat.", "svc_obstruction"),
     ("Started induction yesterday; potassium 6.8, phosphate high, urine output falling.", "tumour_lysis"),
     ("Family says he's confused and very thirsty; calcium came back 3.6 mmol/L.", "hypercalcaemia"),
-    ("Five minutes into her first paclitaxel infusion she has wheeze and BP 78/40.", "anaphylaxis"),
+    ("Five minutes into her first paclitaxel infusion she has wheeze and BP 78/40.", "infusion_reaction_anaphylaxis"),
     ("On ipilimumab, now 9 watery stools a day with blood.", "immune_colitis"),
-    ("Patient just had a seizure lasting 6 minutes and is still not responsive.", "seizure"),
+    ("Patient just had a seizure lasting 6 minutes and is still not responsive.", "raised_icp_seizure"),
 ])
 def test_urgent_symptoms_detected_and_prefixed(text, condition):
     assert condition in detect_urgent(text)

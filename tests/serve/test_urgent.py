@@ -1,0 +1,123 @@
+"""The learned urgent-care detector: it must generalise (cross-validated on dev), name conditions, be fast
+enough, and fail these tests if replaced by one that flags nothing or everything."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import serve.guard as guard_mod
+from feedback.errors import OncoLoopError
+from serve.guard import Guard, urgent_eval
+from serve.urgent import CONDITIONS, UrgentDetector, default_detector, read_labelled
+
+REPO = Path(__file__).resolve().parents[2]
+DEV = REPO / "data/eval/detectors/urgent_dev.jsonl"
+
+
+@pytest.fixture(scope="session")
+def detector() -> UrgentDetector:
+    """The process-wide detector, fitted once for the session (MiniLM + logistic regression)."""
+    d = default_detector()
+    d.warm()
+    return d
+
+
+@pytest.fixture(scope="session")
+def dev_items() -> list[dict]:
+    return read_labelled(DEV)
+
+
+def _sample(items: list[dict], every: int = 3) -> list[dict]:
+    return items[::every]
+
+
+def test_flags_urgent_dev_messages_and_spares_the_hard_negatives(detector, dev_items):
+    """On a sample of dev (the training split: a floor, not the measure): a detector that flags nothing or
+    everything fails here."""
+    sample = _sample(dev_items)
+    flagged = [bool(guard_mod.detect_urgent(i["text"])) for i in sample]
+    urgent = [f for f, i in zip(flagged, sample) if i["urgent"]]
+    negatives = [f for f, i in zip(flagged, sample) if not i["urgent"]]
+    assert len(urgent) >= 25 and len(negatives) >= 25
+    assert sum(urgent) / len(urgent) >= 0.95
+    assert sum(negatives) / len(negatives) <= 0.05
+
+
+def test_generalises_to_messages_it_was_not_trained_on(detector, dev_items):
+    """5-fold cross-validation on dev with the detector's own classifier settings: held-out recall and false
+    alarms stay near the targets (the embeddings are computed once)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    x = detector._embedder()([i["text"] for i in dev_items])
+    y = np.array([i["urgent"] for i in dev_items])
+    flagged = np.zeros(len(y), dtype=bool)
+    for train, held in StratifiedKFold(5, shuffle=True, random_state=0).split(x, y):
+        fold = UrgentDetector(embed=lambda texts, _x=x, _t=[i["text"] for i in dev_items]:
+                              _x[[_t.index(t) for t in texts]], threshold=detector.threshold)
+        fold.fit([dev_items[k] for k in train])
+        flagged[held] = [bool(c) for c in fold.detect_many([dev_items[k]["text"] for k in held])]
+    assert flagged[y].mean() >= 0.9, "held-out recall"
+    assert flagged[~y].mean() <= 0.12, "held-out false alarms"
+
+
+@pytest.mark.parametrize("text,condition", [
+    ("my husband had chemo on monday and now hes burning up, 38.9 and shaking under the duvet", "neutropenic_sepsis"),
+    ("on nivolumab and I've been on the toilet 10 times today with blood and cramps", "immune_colitis"),
+    ("sudden chest pain and can't catch my breath, one calf swollen, on chemo for pancreatic cancer", "pe_vte"),
+    ("Pt on bevacizumab: BP 220/125, severe headache and blurred vision.", "hypertensive_crisis"),
+])
+def test_urgent_messages_get_the_notice_with_the_condition_named(detector, text, condition):
+    guarded = Guard().prepare({"model": "champion", "messages": [{"role": "user", "content": text}]}, {})
+    assert any(a.startswith("urgent_notice:") for a in guarded.actions)
+    assert f"urgent_notice:{condition}" in guarded.actions
+    assert guarded.prefix.startswith("URGENT:") and CONDITIONS[condition] in guarded.prefix
+
+
+@pytest.mark.parametrize("text", [
+    "What is the difference between febrile neutropenia and neutropenic sepsis?",
+    "I had a blood clot two years ago during chemo; it has gone. Can I stop my stockings?",
+    "Is mild tiredness normal in the second week of radiotherapy?",
+    "How do I book a wig fitting before chemotherapy starts?",
+])
+def test_education_past_events_and_routine_questions_do_not_fire(detector, text):
+    assert guard_mod.detect_urgent(text) == []
+
+
+def test_empty_and_huge_messages(detector):
+    assert detector.detect("") == [] and detector.detect("   ") == []
+    huge = "temperature 38.9 and shaking, had chemo 6 days ago. " + "background " * 50_000
+    assert detector.detect(huge)  # judged on its start; no error on a very long message
+
+
+def test_training_is_deterministic(detector, dev_items):
+    again = UrgentDetector(embed=detector._embedder(), threshold=detector.threshold).fit()
+    assert again.data_hash == detector.data_hash
+    texts = [i["text"] for i in dev_items[:20]]
+    assert np.allclose(again.scores(texts)[0], detector.scores(texts)[0])
+
+
+def test_eval_reports_recall_false_alarms_and_latency(detector, dev_items, tmp_path, capsys):
+    r = urgent_eval(_sample(dev_items, 4), detector)
+    assert r["recall"] >= 0.95 and r["false_alarm_rate"] <= 0.05
+    assert r["ms_per_message"] <= 100  # the target is 20 ms on 2 cores; generous here for a busy CI machine
+    subset = tmp_path / "urgent.jsonl"
+    subset.write_text("".join(json.dumps(i) + "\n" for i in dev_items[:12]))
+    assert guard_mod.main(["--eval", str(subset)]) == 0
+    out = capsys.readouterr().out
+    assert "recall:" in out and "false alarms:" in out and "ms per message" in out and "recall per condition" in out
+
+
+def test_eval_says_what_to_do_with_a_malformed_file(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "fever", "urgent": "yes"}\n')
+    assert guard_mod.main(["--eval", str(bad)]) == 2
+    assert "needs a string 'text' and a boolean 'urgent'" in capsys.readouterr().err
+    bad.write_text("{not json\n")
+    assert guard_mod.main(["--eval", str(bad)]) == 2
+    assert "is not valid JSON" in capsys.readouterr().err
+    with pytest.raises(OncoLoopError, match="cannot read"):
+        read_labelled(tmp_path / "missing.jsonl")
