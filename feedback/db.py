@@ -219,7 +219,11 @@ def open_store(settings: Settings | None = None) -> Store:
         settings.ensure_layout()
         path = settings.sqlite_path()
         if path is not None:  # owner-only before SQLite writes a byte; its -wal and -shm files copy this mode
-            private_file(path)
+            try:
+                private_file(path)
+            except OSError as e:
+                raise OncoLoopError(f"cannot create the store {path}: {e.strerror}. Check ONCOLOOP_DATABASE_URL "
+                                    "(or ONCOLOOP_HOME): its folder must exist and be writable.") from e
     engine = make_engine(settings.database_url)
     try:
         upgrade(engine)
