@@ -126,3 +126,26 @@ def test_session_length_is_configurable(store, people):
     assert 1700 < session.expires_at - time.monotonic() <= 1800
     with pytest.raises(OncoLoopError, match="session_hours must be above 0"):
         AuthHandler(store, session_hours=0)
+
+
+def test_the_app_throttles_by_the_browsers_address(store, people, handlers):
+    """The login wiring of the Gradio app hands the client's address to the lockout (no browser needed)."""
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from ui.app import build_app
+
+    handlers.auth.store.throttle.cfg = AccessConfig(address_max_failures=2)
+    app = build_app(handlers)
+    [do_login] = [d.fn for d in app.fns.values() if d.api_name == "login"]
+
+    def from_address(host, name, password):
+        state, status, *_ = do_login(Session(), name, password, gr.Request(client=SimpleNamespace(host=host)))
+        return state, status
+
+    for name in ("carla", "cleo"):
+        assert "wrong username or password" in from_address("203.0.113.5", name, "bad-password")[1]
+    state, status = from_address("203.0.113.5", "adam", "adam-password")
+    assert state.account is None and "too many failed logins from your address" in status
+    assert from_address("198.51.100.7", "adam", "adam-password")[0].account.username == "adam"
