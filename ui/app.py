@@ -103,7 +103,8 @@ def admin_tab() -> SimpleNamespace:
         promote_reason = gr.Textbox(label="Reason (recorded)", elem_id="promote-reason")
         force = gr.Checkbox(label="Force: no passing gate decision (recorded as forced)", value=False,
                             elem_id="promote-force")
-        force_password = gr.Textbox(label="Your password, to force", type="password", elem_id="promote-password")
+        force_password = gr.Textbox(value="", label="Your password, to force", type="password",
+                                    elem_id="promote-password")
         promote = gr.Button("Promote", elem_id="promote")
     with gr.Row():
         rollback_reason = gr.Textbox(label="Reason for rolling back (recorded)", elem_id="rollback-reason")
