@@ -317,7 +317,7 @@ class FeedbackStore:
     def message(self, message_id: int, viewer: Account | None = None) -> MessageView:
         """A stored message. Shown to a ``viewer`` (anything a person reads passes one): raw to the clinician
         who asked it, scrubbed to reviewers and admins, refused to other clinicians. Without a viewer (the
-        store's own jobs: export, retention, lineage) it is raw.
+        store's own jobs and tests; nothing that shows text to a person) it is raw.
 
         Raises:
             OncoLoopError: unknown message, or a viewer who may not read it.
