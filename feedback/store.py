@@ -205,15 +205,15 @@ class FeedbackStore:
             OncoLoopError: wrong username or password, a lockout, or a disabled account.
         """
         self.throttle.check(username, address)
+        locked = self.throttle.attempt(username, address)  # a failure until the password proves right
         with self.session() as s:
             user = s.scalar(select(User).where(User.username == (username or "")))
         if user is None:
             auth.verify_password(auth.dummy_hash(), password or "")
         if user is None or not auth.verify_password(user.password_hash, password or ""):
-            locked = self.throttle.failed(username, address)
             raise OncoLoopError(_LOGIN_FAILED + (f" Too many failures: the next try is possible in {locked:.0f} s."
                                                  if locked else ""))
-        self.throttle.succeeded(username)
+        self.throttle.succeeded(username, address)
         if user.disabled:
             raise OncoLoopError(f"the account {username!r} is disabled; ask an admin to re-enable it.")
         if auth.needs_rehash(user.password_hash):

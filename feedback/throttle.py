@@ -6,6 +6,9 @@ refused without checking the password for ``lockout_s`` seconds, doubling with e
 ``lockout_max_s``. A right password resets its account's count; an address's count is forgotten after
 ``failure_memory_s`` without a failure (a clinic's shared address is not locked for good by typos).
 
+An attempt counts as a failure from before its password is checked until it proves right, so a burst of
+parallel guesses gets no more checks than the limit allows.
+
 >>> cfg = AccessConfig()
 >>> [lockout_seconds(n, 5, cfg) for n in (4, 5, 6, 7, 20)]
 [0.0, 30.0, 60.0, 120.0, 900.0]
@@ -70,33 +73,49 @@ class LoginThrottle:
                                         "or ask an admin to lift the lock (`python -m feedback.users unlock NAME`).")
                 raise OncoLoopError(f"too many failed logins from your address; wait {wait} s and try again.")
 
-    def failed(self, username: str, address: str | None) -> float:
-        """Count a failed login for its account and address; returns the longest lockout it caused (s)."""
+    def attempt(self, username: str, address: str | None) -> float:
+        """Count an attempt as a failure before its password is checked; returns the lockout it causes (s).
+
+        Raises:
+            OncoLoopError: another attempt locked the account or address since :meth:`check` (a parallel
+                burst); this one is refused unchecked.
+        """
         now = self.now()
         forget = now - dt.timedelta(seconds=self.cfg.failure_memory_s)
         limits = {"account": self.cfg.account_max_failures, "address": self.cfg.address_max_failures}
         table = LoginFailures.__table__
         insert = (postgresql.insert if self.store.engine.dialect.name == "postgresql" else sqlite.insert)(table)
-        longest = 0.0
-        with self.store.engine.begin() as conn:
+        longest, locked = 0.0, None
+        with self.store.engine.begin() as conn:  # holds the rows' write lock: attempts on a key go one by one
             for what, key in self.keys(username, address).items():
-                # one statement: concurrent failures each count, whichever process records them
-                failures = conn.execute(
+                failures, locked_until = conn.execute(
                     insert.values(key=key, failures=1, last_failure_at=now).on_conflict_do_update(
                         index_elements=[table.c.key],
                         set_={"failures": case((table.c.last_failure_at < forget, 1), else_=table.c.failures + 1),
                               "last_failure_at": now})
-                    .returning(table.c.failures)).scalar_one()
+                    .returning(table.c.failures, table.c.locked_until)).one()
+                if locked_until is not None and _as_utc(locked_until) > now:
+                    locked = locked or what
+                    continue  # a parallel attempt locked it: this one counts, and the lock stands
                 seconds = lockout_seconds(failures, limits[what], self.cfg)
                 conn.execute(update(table).where(table.c.key == key).values(
                     locked_until=now + dt.timedelta(seconds=seconds) if seconds else None))
                 longest = max(longest, seconds)
+        if locked:
+            self.check(username, address)  # says how long to wait
         return longest
 
-    def succeeded(self, username: str) -> None:
-        """A right password: its account's count starts again (the address's is left to expire)."""
+    def succeeded(self, username: str, address: str | None = None) -> None:
+        """A right password: its account's count starts again, and the address's loses this attempt."""
+        keys = self.keys(username, address)
         with self.store.engine.begin() as conn:
-            conn.execute(delete(LoginFailures).where(LoginFailures.key == self.keys(username, None)["account"]))
+            conn.execute(delete(LoginFailures).where(LoginFailures.key == keys["account"]))
+            if "address" in keys:
+                table = LoginFailures.__table__
+                left = conn.execute(update(table).where(table.c.key == keys["address"], table.c.failures > 0)
+                                    .values(failures=table.c.failures - 1).returning(table.c.failures)).scalar()
+                if left is not None and left < self.cfg.address_max_failures:
+                    conn.execute(update(table).where(table.c.key == keys["address"]).values(locked_until=None))
 
     def unlock(self, username: str) -> bool:
         """Lift an account's lockout (an admin's ``python -m feedback.users unlock``); whether one was there."""

@@ -58,6 +58,38 @@ def test_five_failures_lock_the_account_with_a_growing_delay_that_survives_a_res
     assert restarted.authenticate("carla", "carla-password").username == "carla"
 
 
+def test_a_parallel_burst_gets_no_more_password_checks_than_the_limit(store, people, monkeypatch):
+    import threading
+
+    from feedback import auth
+
+    checked, real = [], auth.verify_password
+
+    def slow_verify(password_hash, password):
+        checked.append(password)
+        time.sleep(0.05)  # every guess of the burst is in flight at once
+        return real(password_hash, password)
+
+    monkeypatch.setattr(auth, "verify_password", slow_verify)
+    fs = opened(store, Clock(), account_max_failures=3)
+    start, results = threading.Barrier(12), []
+
+    def guess(n):
+        start.wait()
+        try:
+            fs.authenticate("carla", f"guess-number-{n}")
+        except OncoLoopError as e:
+            results.append(str(e))
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 12 and len(checked) <= 3, checked  # 3 guesses checked, 9 refused unchecked
+    assert sum("too many failed logins" in r for r in results) >= 9
+
+
 def test_unknown_usernames_lock_alike_so_a_lockout_tells_nothing(store, people):
     clock = Clock()
     fs = opened(store, clock)
