@@ -4,7 +4,8 @@ Usage::
 
     ONCOLOOP_PASSWORD=... python -m eval.promote lora-20261128 --user alice --reason "passed the gate on 28 Nov"
 
-The version's latest gate report is cited; a version whose latest gate failed needs ``--force``.
+The version's latest gate report is cited; a version without a passing gate decision (none, or a failed
+latest one) needs ``--force`` and a reason, and the move is recorded as forced.
 The serving gateway hot-swaps to the new champion within its poll interval.
 """
 
@@ -14,7 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from eval.promotion import authorize, promote, read_password
+from eval.promotion import promote
+from feedback.credentials import authorize, read_password
 from feedback.errors import cli_command
 
 
@@ -25,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reason", required=True, help="why (recorded with the move)")
     parser.add_argument("--user", required=True, help="an admin account of the feedback store")
     parser.add_argument("--password-file", type=Path, help="default: $ONCOLOOP_PASSWORD, else asked at a terminal")
-    parser.add_argument("--force", action="store_true", help="promote even though the latest gate failed")
+    parser.add_argument("--force", action="store_true", help="promote even without a passing gate decision (recorded as forced)")
     args = parser.parse_args(argv)
 
     from feedback.store import FeedbackStore
@@ -34,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     store = FeedbackStore.open()
     account = authorize(store, args.user, read_password(args.password_file), "promote")
     move = promote(Registry(store.store), args.version, args.reason, account, args.force)
-    print(f"promote: champion {move.from_version or '-'} -> {move.to_version} by {move.actor}; report {move.report}")
+    print(f"promote: champion {move.from_version or '-'} -> {move.to_version} by {move.actor}"
+          f"{' (forced: no passing gate decision)' if move.forced else ''}; report {move.report}")
     return 0
 
 

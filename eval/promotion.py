@@ -1,9 +1,10 @@
 """Promotion and rollback by an admin: who may move the champion, and the report every move is recorded with.
 
 An admin is an account of the feedback store with the ``promote`` / ``rollback`` permission (role admin),
-authenticated by password. A promotion cites the candidate's latest gate report; a version whose latest gate
-decision failed is promoted only with ``force`` (and the report says so). A rollback moves the champion back
-to the version it replaced (or a named one). Each move writes a small report of its own under
+authenticated by password. A promotion cites the candidate's latest gate report; a version without a passing
+gate decision (none, or a failed latest one) is promoted only with ``force`` and a reason, and the move is
+recorded as forced. A rollback moves the champion back to the version it replaced (or a named one: one that
+never was champion needs a passing gate decision or ``force``, as a promotion does). Each move writes a small report of its own under
 ``$ONCOLOOP_HOME/reports/<id>/`` (who, why, from, to, the gate report it rests on) and the registry records
 the move with that report.
 """
@@ -13,59 +14,13 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
-import os
 import re
-import sys
 from pathlib import Path
 
 from feedback.auth import Account
 from feedback.errors import OncoLoopError
 from feedback.settings import get_settings
-
-PASSWORD_ENV = "ONCOLOOP_PASSWORD"
-
-
-def read_password(password_file: Path | None = None) -> str:
-    """The admin's password: from a file, from ``$ONCOLOOP_PASSWORD``, or typed at a terminal.
-
-    Raises:
-        OncoLoopError: none of these available.
-    """
-    if password_file is not None:
-        try:
-            return password_file.read_text(encoding="utf-8").strip()
-        except OSError as e:
-            raise OncoLoopError(f"cannot read the password file {password_file}: {e}") from None
-    if os.environ.get(PASSWORD_ENV):
-        return os.environ[PASSWORD_ENV]
-    if sys.stdin.isatty():
-        import getpass
-
-        return getpass.getpass("password: ")
-    raise OncoLoopError(f"no password: set {PASSWORD_ENV}, pass --password-file FILE, or run at a terminal.")
-
-
-def authorize(store, username: str, password: str, action: str) -> Account:
-    """The account, if the password is right and its role may do ``action`` (promote or rollback).
-
-    Raises:
-        OncoLoopError: wrong username or password, disabled account, or a role without the permission.
-    """
-    return store.require(store.authenticate(username, password), action)
-
-
-def gate_decisions(version: str) -> list[dict]:
-    """Every gate decision recorded for ``version``, oldest first."""
-    out = []
-    for path in sorted(get_settings().reports_dir.glob("*/decision.json")):
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue
-        if d.get("candidate") == version:
-            out.append(d)
-    return sorted(out, key=lambda d: d.get("created_at", ""))
-
+from serve.registry import check_champion, gate_decisions
 
 def write_move_report(kind: str, alias: str, from_version: str | None, to_version: str, account: Account,
                       reason: str, gate: dict | None, forced: bool = False) -> Path:
@@ -102,7 +57,8 @@ def promote(registry, version: str, reason: str, account: Account, force: bool =
     """Make ``version`` the champion, citing its latest gate report.
 
     Raises:
-        OncoLoopError: unknown or unfinished version, already champion, or a failed latest gate without ``force``.
+        OncoLoopError: unknown or unfinished version, already champion, or no passing gate decision without
+            ``force``.
     """
     from eval.comparison import check_version
 
@@ -111,20 +67,17 @@ def promote(registry, version: str, reason: str, account: Account, force: bool =
     current = registry.aliases().get("champion")
     if current == target.id:
         raise OncoLoopError(f"{target.id} is already the champion; nothing to do.")
-    decisions = gate_decisions(target.id)
-    gate = decisions[-1] if decisions else None
-    if gate and not gate["passed"] and not force:
-        raise OncoLoopError(f"{target.id} failed its latest gate ({gate['report_dir']}/report.html); promote it "
-                            "anyway only with --force, and say why in --reason.")
-    report = write_move_report("promotion", "champion", current, target.id, account, reason, gate, force)
-    return registry.set_alias("champion", target.id, account.username, reason, report=str(report))
+    gate, forced = check_champion(registry, target.id, force)
+    report = write_move_report("promotion", "champion", current, target.id, account, reason, gate, forced)
+    return registry.set_alias("champion", target.id, account.username, reason, report=str(report), forced=forced)
 
 
-def rollback(registry, reason: str, account: Account, to: str | None = None):
+def rollback(registry, reason: str, account: Account, to: str | None = None, force: bool = False):
     """Move the champion back to the version it replaced (or to ``to``).
 
     Raises:
-        OncoLoopError: no champion, no earlier champion to return to, or an unknown/unfinished target.
+        OncoLoopError: no champion, no earlier champion to return to, an unknown/unfinished target, or a
+            target that never was champion and has no passing gate decision, without ``force``.
     """
     from eval.comparison import check_version
 
@@ -140,7 +93,8 @@ def rollback(registry, reason: str, account: Account, to: str | None = None):
     target = check_version(registry, to)
     if target.id == current:
         raise OncoLoopError(f"{target.id} is already the champion; nothing to roll back.")
+    _, forced = check_champion(registry, target.id, force)
     decisions = gate_decisions(current)
     report = write_move_report("rollback", "champion", current, target.id, account, reason,
-                               decisions[-1] if decisions else None)
-    return registry.set_alias("champion", target.id, account.username, reason, report=str(report))
+                               decisions[-1] if decisions else None, forced)
+    return registry.set_alias("champion", target.id, account.username, reason, report=str(report), forced=forced)

@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from feedback.errors import OncoLoopError
-from feedback.settings import Settings, get_settings
+from feedback.settings import Settings, get_settings, private_file
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -65,6 +65,8 @@ class AliasMove(Base):
     reason: Mapped[str] = mapped_column(Text)
     report: Mapped[str | None] = mapped_column(Text, nullable=True)
     moved_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # the move overrode a missing or failed gate decision (an admin's --force; migration 0004)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 ROLES = ("clinician", "reviewer", "admin")
@@ -111,6 +113,7 @@ class Message(Base):
     context_reviews: Mapped[list | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     answered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    redacted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # retention
 
 
 class Rating(Base):
@@ -129,6 +132,7 @@ class Rating(Base):
     tags: Mapped[list] = mapped_column(JSON, default=list)
     correction: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    redacted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # retention
 
 
 class Review(Base):
@@ -142,6 +146,17 @@ class Review(Base):
     edited_text: Mapped[str | None] = mapped_column(Text, nullable=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    redacted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # retention
+
+
+class LoginFailures(Base):
+    """Failed logins in a row for one key (``user:<name>`` or ``addr:<client address>``), and its lockout."""
+
+    __tablename__ = "login_failures"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    last_failure_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class StoreSetting(Base):
@@ -202,6 +217,13 @@ def open_store(settings: Settings | None = None) -> Store:
     settings = settings or get_settings()
     if settings.database_url.startswith("sqlite"):
         settings.ensure_layout()
+        path = settings.sqlite_path()
+        if path is not None:  # owner-only before SQLite writes a byte; its -wal and -shm files copy this mode
+            try:
+                private_file(path)
+            except OSError as e:
+                raise OncoLoopError(f"cannot create the store {path}: {e.strerror}. Check ONCOLOOP_DATABASE_URL "
+                                    "(or ONCOLOOP_HOME): its folder must exist and be writable.") from e
     engine = make_engine(settings.database_url)
     try:
         upgrade(engine)

@@ -63,7 +63,7 @@ def dedup_key(text: str) -> str:
     >>> dedup_key("Stage II?") == dedup_key("stage  ii"), dedup_key("stage II") == dedup_key("stage III")
     (True, False)
     """
-    return hashlib.sha1(normalise(text).encode("utf-8")).hexdigest()[:20]
+    return hashlib.sha1(normalise(text).encode("utf-8"), usedforsecurity=False).hexdigest()[:20]
 
 
 def lexical_embed(texts: Sequence[str], dim: int = LEXICAL_DIM, chunk: int = 8192) -> np.ndarray:

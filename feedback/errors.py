@@ -1,6 +1,7 @@
 """The one exception type for errors a user can cause and fix, and how commands report it."""
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 
@@ -15,10 +16,14 @@ class OncoLoopError(Exception):
 
 def cli_command(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
     """Wrap a command's ``main(argv) -> int``: an OncoLoopError is printed as ``error: ...``
-    on stderr, without a traceback, and the command exits with status 2."""
+    on stderr, without a traceback, and the command exits with status 2.
+
+    Every command also runs with the umask 077: what it writes (the store, models, datasets, runs,
+    logs, reports, all of which may hold patients' data) is readable by its owner only."""
 
     @functools.wraps(main)
     def run(argv: list[str] | None = None) -> int:
+        os.umask(0o077)
         try:
             return main(argv)
         except OncoLoopError as e:

@@ -11,6 +11,11 @@ Everything lives under ``$ONCOLOOP_HOME`` (default ``./var``)::
 
 The store lives in this package because it is the one every other package
 already depends on and it never imports torch.
+
+The home holds patients' data (raw questions in the database, demo passwords): it and its folders
+are owner-only (0700) and the SQLite file 0600, whoever creates them, and every OncoLoop command runs
+with the umask 077 (``feedback.errors.cli_command``), so what they write
+there (models, datasets, runs, logs, reports) is owner-only too.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from pathlib import Path
 from feedback.errors import OncoLoopError
 
 HOME_ENV = "ONCOLOOP_HOME"
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
 DATABASE_URL_ENV = "ONCOLOOP_DATABASE_URL"
 SUBDIRS = ("models", "datasets", "runs", "reports")
 
@@ -50,7 +57,9 @@ class Settings:
         return self.home / "reports"
 
     def ensure_layout(self) -> "Settings":
-        """Create the home folders if missing; refuse a home that is not a folder.
+        """Create the home folders if missing, owner-only (0700); refuse a home that is not a folder.
+
+        Folders that exist already with wider permissions are narrowed to 0700 when this user owns them.
 
         Raises:
             OncoLoopError: the home, or one of its sub-folders, exists but is a file.
@@ -67,8 +76,40 @@ class Settings:
                     f"{sub} should be a folder but is a file: this does not look like an OncoLoop "
                     f"home. Move the file away or point {HOME_ENV} at another folder."
                 )
-            sub.mkdir(parents=True, exist_ok=True)
+        private_dir(self.home)
+        for name in SUBDIRS:
+            private_dir(self.home / name)
         return self
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite database file, when the store is a SQLite file (None for PostgreSQL or in-memory)."""
+        if not self.database_url.startswith("sqlite"):
+            return None
+        from sqlalchemy.engine import make_url
+
+        name = make_url(self.database_url).database
+        return Path(name) if name and name != ":memory:" and not name.startswith("file:") else None
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as an owner-only folder (0700): created so, or narrowed if this user owns it."""
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    _narrow(path, PRIVATE_DIR)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """``path`` as an owner-only file (0600), created empty if missing (before anything writes into it)."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
+    _narrow(path, PRIVATE_FILE)
+    return path
+
+
+def _narrow(path: Path, mode: int) -> None:
+    st = path.stat()
+    if st.st_uid == os.getuid() and st.st_mode & 0o777 != mode:
+        os.chmod(path, mode)
+
 
 
 def get_settings(env: dict[str, str] | None = None) -> Settings:

@@ -21,15 +21,18 @@ import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 
 from feedback import auth
 from feedback.auth import Account
+from feedback.config import AccessConfig, load_access_config
 from feedback.db import (DECISIONS, TAGS, Conversation, Message, Rating, Review, Store, StoreSetting, User,
                          open_store, utcnow)
 from feedback.errors import OncoLoopError
 from feedback.records import MessageFacts, RatingFacts
+from feedback.scrub import scrub
 from feedback.settings import Settings
+from feedback.throttle import LoginThrottle
 
 QUESTION_MAX_CHARS = 100_000
 UI_QUESTION_MAX_CHARS = 4_000
@@ -45,6 +48,9 @@ _INSERT_RATING = insert(Rating.__table__).from_select(
     .where(Message.__table__.c.id == bindparam("message_id"), Message.__table__.c.answer.is_not(None)),
 ).returning(Rating.__table__.c.id)
 _LOGIN_FAILED = "wrong username or password; try again or ask an admin to reset your account."
+# A review that approves text counts only when its reviewer did not write the rating (no self-approval);
+# the store refuses such reviews, and this keeps any older row of that kind out of approvals and exports.
+_NOT_SELF_APPROVED = or_(Review.decision == "reject", Review.reviewer_id != Rating.user_id)
 
 
 def check_question(text: str, limit: int = QUESTION_MAX_CHARS) -> str:
@@ -131,17 +137,21 @@ class ApprovedAnswer:
     reviewed_at: dt.datetime
 
 
-def _view(m: Message) -> MessageView:
-    return MessageView(m.id, m.conversation_id, m.question, m.answer, m.error, m.model_version, m.latency_ms,
+def _view(m: Message, scrubbed: bool = False) -> MessageView:
+    text = scrub if scrubbed else (lambda t: t)
+    return MessageView(m.id, m.conversation_id, text(m.question), None if m.answer is None else text(m.answer),
+                       None if m.error is None else text(m.error), m.model_version, m.latency_ms,
                        list(m.guard_actions or []), m.created_at)
 
 
 class FeedbackStore:
     """Plain-Python access to the store (SQLite by default, PostgreSQL by URL)."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, access: AccessConfig | None = None):
         self.store = store
         self.session = store.session
+        self.access = access or load_access_config()
+        self.throttle = LoginThrottle(store, self.access)
 
     @classmethod
     def open(cls, settings: Settings | None = None) -> "FeedbackStore":
@@ -184,21 +194,26 @@ class FeedbackStore:
                 raise OncoLoopError(f"no user {username!r}; list them with `python -m feedback.users list`.")
             user.disabled = disabled
 
-    def authenticate(self, username: str, password: str) -> Account:
+    def authenticate(self, username: str, password: str, address: str | None = None) -> Account:
         """The account, if the password is right and the account enabled.
 
-        Unknown users and wrong passwords get the same message and take as long.
+        Unknown users and wrong passwords get the same message and take as long, and count alike towards
+        the lockout of the username and of the client ``address`` (``feedback.throttle``); while either is
+        locked the password is not even checked.
 
         Raises:
-            OncoLoopError: wrong username or password, or a disabled account.
+            OncoLoopError: wrong username or password, a lockout, or a disabled account.
         """
+        self.throttle.check(username, address)
+        locked = self.throttle.attempt(username, address)  # a failure until the password proves right
         with self.session() as s:
             user = s.scalar(select(User).where(User.username == (username or "")))
         if user is None:
             auth.verify_password(auth.dummy_hash(), password or "")
-            raise OncoLoopError(_LOGIN_FAILED)
-        if not auth.verify_password(user.password_hash, password or ""):
-            raise OncoLoopError(_LOGIN_FAILED)
+        if user is None or not auth.verify_password(user.password_hash, password or ""):
+            raise OncoLoopError(_LOGIN_FAILED + (f" Too many failures: the next try is possible in {locked:.0f} s."
+                                                 if locked else ""))
+        self.throttle.succeeded(username, address)
         if user.disabled:
             raise OncoLoopError(f"the account {username!r} is disabled; ask an admin to re-enable it.")
         if auth.needs_rehash(user.password_hash):
@@ -292,14 +307,34 @@ class FeedbackStore:
             msg = self._message(s, message_id)
             msg.error, msg.latency_ms = (error or "unknown error")[:ERROR_MAX_CHARS], latency_ms
 
-    def messages(self, conversation_id: int) -> list[MessageView]:
+    def messages(self, conversation_id: int, viewer: Account | None = None) -> list[MessageView]:
+        """A conversation's messages; for a ``viewer``, as :meth:`message` shows them to that person."""
         with self.session() as s:
+            scrubbed = viewer is not None and self._scrubbed_for(s, viewer, conversation_id)
             rows = s.scalars(select(Message).where(Message.conversation_id == conversation_id).order_by(Message.id))
-            return [_view(m) for m in rows]
+            return [_view(m, scrubbed) for m in rows]
 
-    def message(self, message_id: int) -> MessageView:
+    def message(self, message_id: int, viewer: Account | None = None) -> MessageView:
+        """A stored message. Shown to a ``viewer`` (anything a person reads passes one): raw to the clinician
+        who asked it, scrubbed to reviewers and admins, refused to other clinicians. Without a viewer (the
+        store's own jobs and tests; nothing that shows text to a person) it is raw.
+
+        Raises:
+            OncoLoopError: unknown message, or a viewer who may not read it.
+        """
         with self.session() as s:
-            return _view(self._message(s, message_id))
+            msg = self._message(s, message_id)
+            return _view(msg, viewer is not None and self._scrubbed_for(s, viewer, msg.conversation_id))
+
+    def _scrubbed_for(self, s, viewer: Account, conversation_id: int) -> bool:
+        """False for the conversation's owner (raw), True for reviewers and admins (scrubbed); refuses the rest."""
+        if s.scalar(select(Conversation.user_id).where(Conversation.id == conversation_id)) == viewer.id:
+            return False
+        current = self.account(viewer.id)
+        if current.can("review"):
+            return True
+        raise OncoLoopError(f"conversation {conversation_id} is not one of {current.username}'s; "
+                            "you can read only your own conversations.")
 
     @staticmethod
     def _message(s, message_id: int) -> Message:
@@ -346,7 +381,8 @@ class FeedbackStore:
         raise OncoLoopError(f"message {message_id} has no answer yet; only answers can be rated.")
 
     def review_queue(self, account: Account, limit: int = 50) -> list[QueueItem]:
-        """Corrections no reviewer has decided on yet, oldest first.
+        """Corrections no reviewer has decided on yet, oldest first; question, answer and correction scrubbed
+        (a reviewer reads other clinicians' conversations: identifiers never reach them).
 
         Raises:
             OncoLoopError: the account may not review.
@@ -358,9 +394,11 @@ class FeedbackStore:
              .where(Rating.correction.is_not(None), Rating.id.not_in(reviewed))
              .order_by(Rating.id).limit(limit))
         with self.session() as s:
-            return [QueueItem(r.id, m.id, m.question, m.answer, r.correction, list(r.tags or []), r.thumbs, r.score,
-                              m.model_version, list(m.guard_actions or []), name, r.created_at)
-                    for r, m, name in s.execute(q)]
+            rows = s.execute(q).all()
+        return [QueueItem(r.id, m.id, scrub(m.question), None if m.answer is None else scrub(m.answer),
+                          scrub(r.correction), list(r.tags or []), r.thumbs, r.score, m.model_version,
+                          list(m.guard_actions or []), name, r.created_at)
+                for r, m, name in rows]
 
     def review(self, account: Account, rating_id: int, decision: str, edited_text: str | None = None,
                note: str | None = None) -> int:
@@ -369,8 +407,11 @@ class FeedbackStore:
         ``approve`` accepts the correction (or, for a rating without one, the answer
         itself); ``edit`` accepts ``edited_text`` instead; ``reject`` keeps it out of training.
 
+        Nobody approves (or edits) their own rating: a second reviewer has to.
+
         Raises:
-            OncoLoopError: not a reviewer or admin, unknown rating or decision, or an edit without text.
+            OncoLoopError: not a reviewer or admin, unknown rating or decision, an edit without text, or an
+                approval of the reviewer's own rating.
         """
         account = self.require(account, "review")
         if decision not in DECISIONS:
@@ -381,8 +422,12 @@ class FeedbackStore:
         if decision != "edit":
             edited_text = None
         with self.session.begin() as s:
-            if s.get(Rating, rating_id) is None:
+            rating = s.get(Rating, rating_id)
+            if rating is None:
                 raise OncoLoopError(f"no rating {rating_id}; refresh the review queue.")
+            if rating.user_id == account.id and decision != "reject":
+                raise OncoLoopError(f"rating {rating_id} is {account.username}'s own; another reviewer must "
+                                    f"{decision} it (you may reject it, to withdraw it).")
             row = Review(rating_id=rating_id, reviewer_id=account.id, decision=decision, edited_text=edited_text,
                          note=(note or "").strip() or None, created_at=utcnow())
             s.add(row)
@@ -390,8 +435,10 @@ class FeedbackStore:
             return row.id
 
     def approved_answers(self) -> list[ApprovedAnswer]:
-        """Answers reviewers approved (corrections, edits, endorsed answers), newest review first."""
-        latest = (select(func.max(Review.id)).group_by(Review.rating_id)).scalar_subquery()
+        """Answers reviewers approved (corrections, edits, endorsed answers), newest review first; raw text
+        (the panel and retrieval scrub it: ``serve.retrieval.scrubbed``)."""
+        latest = (select(func.max(Review.id)).join(Rating, Review.rating_id == Rating.id).where(_NOT_SELF_APPROVED)
+                  .group_by(Review.rating_id)).scalar_subquery()
         q = (select(Review, Rating, Message).join(Rating, Review.rating_id == Rating.id)
              .join(Message, Rating.message_id == Message.id)
              .where(Review.id.in_(latest), Review.decision.in_(("approve", "edit"))).order_by(Review.id.desc()))
@@ -435,7 +482,7 @@ class FeedbackStore:
             latest: dict[int, tuple] = {}
             for rid, review_id, decision, edited, at in s.execute(select(
                     Review.rating_id, Review.id, Review.decision, Review.edited_text, Review.created_at)
-                    .order_by(Review.id)):
+                    .join(Rating, Review.rating_id == Rating.id).where(_NOT_SELF_APPROVED).order_by(Review.id)):
                 latest[rid] = (review_id, decision, edited, at)
             if since is not None:
                 since = as_utc(since)

@@ -6,6 +6,7 @@ Usage::
     python -m feedback.users list
     python -m feedback.users disable alice
     python -m feedback.users enable alice
+    python -m feedback.users unlock alice     # lift a lockout after too many failed logins
 
 Roles: clinician (chat and rate), reviewer (also approve training data), admin
 (also A/B share, promote and roll back). Passwords are stored as argon2id hashes.
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="accounts, roles and whether they are disabled")
     for name in ("disable", "enable"):
         sub.add_parser(name, help=f"{name} an account (its history stays)").add_argument("username")
+    sub.add_parser("unlock", help="lift an account's lockout after failed logins").add_argument("username")
     args = parser.parse_args(argv)
 
     store = FeedbackStore.open()
@@ -45,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{u.created_at:%Y-%m-%d}")
         if not users:
             print("no users yet: add one with `python -m feedback.users add`")
+    elif args.command == "unlock":
+        lifted = store.throttle.unlock(args.username)
+        print(f"unlocked {args.username}" if lifted else f"{args.username} had no failed logins to forget")
     else:
         store.set_disabled(args.username, args.command == "disable")
         print(f"{args.command}d {args.username}")

@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export ONCOLOOP_HOME=${ONCOLOOP_HOME:-$PWD/var}
+# The home holds patients' data: everything written there from here on (the gateway's log too) is owner-only.
+umask 077
 # SmolLM2-135M-Instruct + the shipped oncology LoRA as champion (converted and merged once, ~1 min; then seconds)
 .venv/bin/python -m finetune.bootstrap
 if [ $# -gt 0 ]; then

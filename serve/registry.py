@@ -4,12 +4,15 @@ Usage::
 
     python -m serve.registry list
     python -m serve.registry show champion
-    python -m serve.registry alias challenger <version> --by alice --reason "A/B from Monday"
+    ONCOLOOP_PASSWORD=... python -m serve.registry alias challenger <version> --user alice --reason "A/B from Monday"
     python -m serve.registry lineage champion          # parents, training configs, datasets, feedback rows
     python -m serve.registry lineage --message 42      # a stored answer: its version, and versions trained on it
 
 Promotion and rollback with a gate report go through ``eval.promote`` /
-``eval.rollback``; this command is the registry's plain read/write interface.
+``eval.rollback``; this command is the registry's plain read/write interface. Moving an alias needs an
+admin account of the store (``--user``; the password from ``$ONCOLOOP_PASSWORD``, ``--password-file`` or the
+terminal), and making a version champion that has no passing gate decision (and never was champion) also
+``--force``; the move is recorded with who, why and whether it was forced.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from feedback.credentials import authorize, read_password
 from feedback.db import Alias, AliasMove, ModelVersion, Store, open_store, utcnow
 from feedback.errors import OncoLoopError, cli_command
 from feedback.settings import get_settings
@@ -123,8 +127,12 @@ class Registry:
         """Versions whose own training data held the feedback of stored message ``message_id``."""
         return [v.id for v in self.versions() if message_id in feedback_messages(v.meta)]
 
-    def set_alias(self, alias: str, version: str, actor: str, reason: str, report: str | None = None) -> AliasMove:
+    def set_alias(self, alias: str, version: str, actor: str, reason: str, report: str | None = None,
+                  forced: bool = False) -> AliasMove:
         """Point ``alias`` at ``version`` and record the move in the same transaction.
+
+        This is the registry's plain write: who may move what is checked by the commands and the UI
+        (``check_champion``, ``feedback.credentials``); ``forced`` records an override of the gate.
 
         Raises:
             OncoLoopError: unknown alias name or version, or no reason given.
@@ -137,13 +145,52 @@ class Registry:
         with self.store.session.begin() as s:
             row = s.get(Alias, alias)
             move = AliasMove(alias=alias, from_version=row.version_id if row else None, to_version=version_id,
-                             actor=actor, reason=reason, report=report, moved_at=utcnow())
+                             actor=actor, reason=reason, report=report, moved_at=utcnow(), forced=forced)
             if row is None:
                 s.add(Alias(name=alias, version_id=version_id, updated_at=utcnow()))
             else:
                 row.version_id, row.updated_at = version_id, utcnow()
             s.add(move)
         return move
+
+
+    def was_champion(self, version_id: str) -> bool:
+        """Whether ``version_id`` served as champion before (returning to it is a rollback)."""
+        return any(m.to_version == version_id for m in self.history("champion"))
+
+
+def gate_decisions(version: str) -> list[dict]:
+    """Every gate decision recorded for ``version`` (``reports/*/decision.json``), oldest first."""
+    out = []
+    for path in sorted(get_settings().reports_dir.glob("*/decision.json")):
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(d, dict) and d.get("candidate") == version:
+            out.append(d)
+    return sorted(out, key=lambda d: str(d.get("created_at", "")))
+
+
+def check_champion(registry: Registry, version_id: str, force: bool) -> tuple[dict | None, bool]:
+    """May ``version_id`` become champion? Returns its latest gate decision and whether the move is forced.
+
+    Without ``force`` only a version whose latest gate decision passed, or one that was champion before,
+    may; ``force`` (an admin's explicit override, with a reason) lets any other through, recorded as forced.
+
+    Raises:
+        OncoLoopError: no passing gate decision and no ``force``.
+    """
+    decisions = gate_decisions(version_id)
+    gate = decisions[-1] if decisions else None
+    if (gate and gate.get("passed") is True) or registry.was_champion(version_id):
+        return gate, False
+    if not force:
+        why = (f"failed its latest gate ({gate.get('report_dir')}/report.html)" if gate else
+               f"has no gate decision (gate it first: python -m eval.gate --candidate {version_id})")
+        raise OncoLoopError(f"{version_id} {why}; make it champion anyway only with --force (an admin's "
+                            "override, recorded as forced), and say why in --reason.")
+    return gate, True
 
 
 def feedback_messages(meta: dict | None) -> list[int]:
@@ -173,7 +220,8 @@ def _print_lineage(registry: Registry, name: str) -> None:
             print(f"{pad}  feedback: " + "; ".join(f"{k} {', '.join(map(str, x))}" for k, x in ids.items() if x))
         for m in moves:
             if m.to_version == v.id:
-                print(f"{pad}  {m.moved_at:%Y-%m-%d %H:%M} became {m.alias} (by {m.actor}: {m.reason}"
+                print(f"{pad}  {m.moved_at:%Y-%m-%d %H:%M} became {m.alias}{' (forced)' if m.forced else ''} "
+                      f"(by {m.actor}: {m.reason}"
                       + (f"; report {m.report}" if m.report else "") + ")")
 
 
@@ -210,11 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="versions and the aliases pointing at them")
     show = sub.add_parser("show", help="one version's meta.json and alias history")
     show.add_argument("name", help="version id or alias")
-    al = sub.add_parser("alias", help="move an alias (recorded)")
+    al = sub.add_parser("alias", help="move an alias (an admin; recorded)")
     al.add_argument("alias", choices=ALIASES)
     al.add_argument("version")
-    al.add_argument("--by", required=True, help="who moves it")
+    al.add_argument("--user", "--by", dest="user", required=True, help="an admin account of the store (who moves it)")
+    al.add_argument("--password-file", type=Path, help="default: $ONCOLOOP_PASSWORD, else asked at a terminal")
     al.add_argument("--reason", required=True)
+    al.add_argument("--force", action="store_true",
+                    help="champion: move it even though the version has no passing gate decision")
     lin = sub.add_parser("lineage", help="a version's ancestry, training data and feedback rows")
     lin.add_argument("name", nargs="?", help="version id or alias")
     lin.add_argument("--message", type=int, help="a stored answer's message id instead of a version")
@@ -236,15 +287,24 @@ def main(argv: list[str] | None = None) -> int:
         for m in registry.history():
             if v.id in (m.to_version, m.from_version):
                 print(f"{m.moved_at:%Y-%m-%d %H:%M} {m.alias}: {m.from_version or '-'} -> {m.to_version}"
-                      f" by {m.actor}: {m.reason}")
+                      f" by {m.actor}{' (forced)' if m.forced else ''}: {m.reason}")
     elif args.command == "lineage":
         if args.message is not None:
             _print_message_lineage(registry, args.message)
         else:
             _print_lineage(registry, args.name)
     elif args.command == "alias":
-        move = registry.set_alias(args.alias, args.version, args.by, args.reason)
-        print(f"{move.alias}: {move.from_version or '-'} -> {move.to_version}")
+        from feedback.store import FeedbackStore
+
+        account = authorize(FeedbackStore(registry.store), args.user, read_password(args.password_file), "promote")
+        if not args.reason.strip():
+            raise OncoLoopError("every alias move needs a reason (--reason).")
+        forced = False
+        if args.alias == "champion":
+            _, forced = check_champion(registry, registry.resolve(args.version), args.force)
+        move = registry.set_alias(args.alias, args.version, account.username, args.reason, forced=forced)
+        print(f"{move.alias}: {move.from_version or '-'} -> {move.to_version} by {move.actor}"
+              + (" (forced: no passing gate decision)" if forced else ""))
     return 0
 
 

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from feedback.errors import OncoLoopError, cli_command
+from feedback.settings import private_dir
 
 DEMO_ACCOUNTS = (("clinician", "clinician"), ("reviewer", "reviewer"), ("admin", "admin"))
 DEMO_FILE = "demo-accounts.txt"  # under $ONCOLOOP_HOME, readable by its owner only
@@ -37,7 +38,7 @@ def ensure_demo_accounts(store, home: Path) -> list[tuple[str, str, str]]:
     created = [(u, role, secrets.token_urlsafe(12)) for u, role in DEMO_ACCOUNTS if u not in existing]
     if not created:
         return []
-    home.mkdir(parents=True, exist_ok=True)
+    private_dir(home)
     fd = os.open(home / DEMO_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as f:
         for username, role, password in created:

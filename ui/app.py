@@ -3,7 +3,8 @@
 Named API endpoints (for ``gradio_client.Client(url)``, state kept per client session), used by
 simulated clinicians (``tests/ui/clinician.py``):
 
-- ``/login`` (username, password) -> (status, role, then the six chat outputs of ``/ask``: a fresh chat)
+- ``/login`` (username, password) -> (status, role, then the six chat outputs of ``/ask``: a fresh chat); logins
+  are throttled per account and client address, and a session lasts ``UIConfig.session_hours``
 - ``/logout`` () -> (status, then the six chat outputs)
 - ``/ask`` (question) -> (chat, status, meta, reviewed, rating target, question box); ``meta`` is
   ``{"message_id", "answer", "version" (shown, or blinded during an A/B test), "guard", "status"}``
@@ -13,8 +14,9 @@ simulated clinicians (``tests/ui/clinician.py``):
   a rating as ``/rate`` does and select that answer in the rating panel
 - ``/review_queue`` () -> (table, status, items)
 - ``/review`` (rating id, decision approve|edit|reject, edited text, note) -> (status, result, table, status, items)
-- ``/admin_overview``, ``/set_share`` (share, reason), ``/promote`` (version, reason), ``/rollback`` (reason)
-  (promotion and rollback go through ``eval.promotion``: gate report cited, move report written)
+- ``/admin_overview``, ``/set_share`` (share, reason), ``/promote`` (version, reason, force, password),
+  ``/rollback`` (reason) (promotion and rollback go through ``eval.promotion``: gate report cited, move report
+  written; a version without a passing gate decision needs force and the admin's password typed again)
 """
 
 from __future__ import annotations
@@ -99,13 +101,18 @@ def admin_tab() -> SimpleNamespace:
     with gr.Row():
         version = gr.Textbox(label="Version to promote to champion", elem_id="promote-version")
         promote_reason = gr.Textbox(label="Reason (recorded)", elem_id="promote-reason")
+        force = gr.Checkbox(label="Force: no passing gate decision (recorded as forced)", value=False,
+                            elem_id="promote-force")
+        force_password = gr.Textbox(value="", label="Your password, to force", type="password",
+                                    elem_id="promote-password")
         promote = gr.Button("Promote", elem_id="promote")
     with gr.Row():
         rollback_reason = gr.Textbox(label="Reason for rolling back (recorded)", elem_id="rollback-reason")
         rollback = gr.Button("Roll back champion", variant="stop", elem_id="rollback")
     status = gr.Markdown(elem_id="admin-status")
     return SimpleNamespace(refresh=refresh, overview=overview, share=share, share_reason=share_reason,
-                           set_share=set_share, version=version, promote_reason=promote_reason, promote=promote,
+                           set_share=set_share, version=version, promote_reason=promote_reason, force=force,
+                           force_password=force_password, promote=promote,
                            rollback_reason=rollback_reason, rollback=rollback, status=status)
 
 
@@ -130,8 +137,9 @@ def build_app(h: Handlers) -> gr.Blocks:
 def wire(h: Handlers, session, login, chat, review, admin) -> None:
     """Connect components to handlers; every named event is also an API endpoint."""
 
-    def do_login(state, username, password):
-        state, status = h.auth.login(state, username, password)
+    def do_login(state, username, password, request: gr.Request):
+        address = request.client.host if request is not None and request.client else None
+        state, status = h.auth.login(state, username, password, address)
         role = state.account.role if state.account else ""
         return state, status, role, *_chat_outputs(h.chat.new_conversation(state)[1])
 
@@ -180,8 +188,10 @@ def wire(h: Handlers, session, login, chat, review, admin) -> None:
     admin.refresh.click(h.admin.overview, [session], [admin.overview], api_name="admin_overview")
     admin.set_share.click(h.admin.set_share, [session, admin.share, admin.share_reason], [admin.status],
                           api_name="set_share").then(h.admin.overview, [session], [admin.overview])
-    admin.promote.click(h.admin.promote, [session, admin.version, admin.promote_reason], [admin.status],
-                        api_name="promote").then(h.admin.overview, [session], [admin.overview])
+    admin.promote.click(h.admin.promote, [session, admin.version, admin.promote_reason, admin.force,
+                                          admin.force_password], [admin.status], api_name="promote"
+                        ).then(lambda: "", None, [admin.force_password]  # the password never stays on the page
+                               ).then(h.admin.overview, [session], [admin.overview])
     admin.rollback.click(h.admin.rollback, [session, admin.rollback_reason], [admin.status],
                          api_name="rollback").then(h.admin.overview, [session], [admin.overview])
 

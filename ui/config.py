@@ -27,5 +27,6 @@ class UIConfig:
     reviewed_min_similarity: float = 0.3  # below this cosine an approved answer is not "similar"
     reviewed_refresh_s: float = 10.0  # how often other replicas' approvals are picked up
     ab_status_ttl_s: float = 5.0  # how long the gateway's routes (is an A/B test running?) are cached
+    session_hours: float = 12.0  # a login lasts this long; then the page asks to log in again
     concurrency: int = 64  # Gradio events running at once (50 clinicians chatting is the tested load)
     queue_size: int = 512  # Gradio events waiting beyond that before new ones are refused

@@ -16,6 +16,7 @@ from feedback.abtest import challenger_share, current_share, set_challenger_shar
 from feedback.auth import Account
 from feedback.db import TAGS
 from feedback.errors import OncoLoopError
+from feedback.scrub import scrub
 from feedback.store import UI_QUESTION_MAX_CHARS, FeedbackStore, check_question
 from serve.registry import Registry
 from ui.config import UIConfig
@@ -55,11 +56,15 @@ class Turn:
 
 @dataclass
 class Session:
-    """One browser tab's state: who is logged in and the chat so far."""
+    """One browser tab's state: who is logged in until when, and the chat so far.
+
+    Gradio keeps it on the server (``gr.State``); a client can neither read nor forge it.
+    """
 
     account: Account | None = None
     conversation_id: int | None = None
     turns: list[Turn] = field(default_factory=list)
+    expires_at: float = 0.0  # time.monotonic() after which the login no longer counts (0: expired)
 
     @property
     def conversation_key(self) -> str:
@@ -107,17 +112,23 @@ def rating_targets(turns: list[Turn]) -> list[tuple[str, int]]:
 
 
 class AuthHandler:
-    """Log in and out against the store's accounts (argon2id hashes)."""
+    """Log in and out against the store's accounts (argon2id hashes, throttled per account and address)."""
 
-    def __init__(self, store: FeedbackStore):
-        self.store = store
+    def __init__(self, store: FeedbackStore, session_hours: float = 12.0):
+        if session_hours <= 0:
+            raise OncoLoopError(f"session_hours must be above 0, not {session_hours}.")
+        self.store, self.session_hours = store, session_hours
 
-    def login(self, session: Session, username: str, password: str) -> tuple[Session, str]:
+    def login(self, session: Session, username: str, password: str, address: str | None = None
+              ) -> tuple[Session, str]:
+        """A new session for the account (``address``: the client's, for the lockout per address)."""
         try:
-            account = self.store.authenticate((username or "").strip(), password or "")
+            account = self.store.authenticate((username or "").strip(), password or "", address)
         except OncoLoopError as e:
             return Session(), error(e)
-        return Session(account=account), f"Logged in as **{account.username}** ({account.role})."
+        fresh = Session(account=account, expires_at=time.monotonic() + self.session_hours * 3600)
+        return fresh, (f"Logged in as **{account.username}** ({account.role}) for {self.session_hours:g} h; "
+                       "log out when you leave this computer.")
 
     def logout(self, session: Session) -> tuple[Session, str]:
         return Session(), "Logged out."
@@ -131,6 +142,9 @@ def current(store: FeedbackStore, session: Session, action: str) -> Account:
     """
     if session.account is None:
         raise OncoLoopError("log in first (username and password above); nothing was stored.")
+    if time.monotonic() >= session.expires_at:
+        session.account, session.expires_at = None, 0.0
+        raise OncoLoopError("your session has expired; log in again (nothing was stored).")
     return store.require(session.account, action)
 
 
@@ -141,7 +155,7 @@ class ChatHandler:
         self.store, self.gateway, self.reviewed, self.cfg = store, gateway, reviewed, cfg
 
     def new_conversation(self, session: Session) -> tuple[Session, ChatView]:
-        fresh = Session(account=session.account)
+        fresh = Session(account=session.account, expires_at=session.expires_at)  # the login's expiry stays
         return fresh, self._view(fresh, "New conversation.", {}, "", "")
 
     def ab_running(self, alias: str | None = None) -> bool:
@@ -390,9 +404,9 @@ class AdminHandler:
                  "**Challenger share:** " + (f"{share.share:.0%} (set by {share.actor}: {share.reason})" if share
                                              else "the gateway's configured default (not set here)"),
                  "", "**Recent alias moves:**"]
-        for m in self.registry.history()[-5:][::-1]:
+        for m in self.registry.history()[-5:][::-1]:  # reasons are free text: scrubbed, as every shared view is
             lines.append(f"- {m.moved_at:%Y-%m-%d %H:%M} {m.alias}: {m.from_version or '-'} → {m.to_version} "
-                         f"by {m.actor}: {m.reason}")
+                         f"by {m.actor}{' (**forced**)' if m.forced else ''}: {scrub(m.reason)}")
         return "\n".join(lines)
 
     def set_share(self, session: Session, share, reason: str) -> str:
@@ -403,18 +417,28 @@ class AdminHandler:
             return error(e)
         return f"Challenger share set to {change.share:.0%} (reason recorded)."
 
-    def promote(self, session: Session, version: str, reason: str) -> str:
-        """Make ``version`` the champion (``eval.promotion``: cites its gate report, refuses a failed gate)."""
+    def promote(self, session: Session, version: str, reason: str, force: bool = False, password: str = "") -> str:
+        """Make ``version`` the champion (``eval.promotion``: cites its gate report).
+
+        A version without a passing gate decision needs ``force`` and the admin's password typed again
+        (a left-open session is not enough to override the gate); the move is recorded as forced.
+        """
         from eval.promotion import promote
 
         try:
             account = current(self.store, session, "promote")
             if not (version or "").strip():
                 raise OncoLoopError("choose the version to promote.")
-            move = promote(self.registry, version.strip(), reason or "", account)
+            if force:
+                if not password:
+                    raise OncoLoopError("overriding the gate needs your password typed again (the box next to "
+                                        "'force'); nothing was changed.")
+                account = self.store.require(self.store.authenticate(account.username, password), "promote")
+            move = promote(self.registry, version.strip(), reason or "", account, bool(force))
         except OncoLoopError as e:
             return error(e)
-        return f"Promoted: champion {move.from_version or '-'} → {move.to_version} (reason and report recorded)."
+        return (f"Promoted: champion {move.from_version or '-'} → {move.to_version} "
+                f"({'FORCED without a passing gate; ' if move.forced else ''}reason and report recorded).")
 
     def rollback(self, session: Session, reason: str) -> str:
         """Point champion back at the version it replaced (``eval.promotion``)."""
@@ -448,5 +472,5 @@ class Handlers:
         if embed is None:
             embed, _ = choose_embedder(cfg.embedder)
         reviewed = ReviewedAnswers(store, embed, cfg.reviewed_k, cfg.reviewed_min_similarity, cfg.reviewed_refresh_s)
-        return cls(AuthHandler(store), ChatHandler(store, GatewayClient(cfg), reviewed, cfg), RatingHandler(store),
+        return cls(AuthHandler(store, cfg.session_hours), ChatHandler(store, GatewayClient(cfg), reviewed, cfg), RatingHandler(store),
                    ReviewHandler(store, reviewed), AdminHandler(store, Registry(store.store)))

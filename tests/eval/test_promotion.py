@@ -35,9 +35,10 @@ def champion(home) -> str:
 
 def test_admin_promotes_and_rolls_back_each_move_with_its_report(home, capsys):
     base = champion(home)
-    assert promote.main(["v2", "--user", "boss", "--reason", "better on retention"]) == 0
+    assert promote.main(["v2", "--user", "boss", "--reason", "better on retention", "--force"]) == 0
     move = registry_at(home).history("champion")[-1]
     assert (move.from_version, move.to_version, move.actor, move.reason) == (base, "v2", "boss", "better on retention")
+    assert move.forced  # v2 has no gate decision: only forced, and recorded as such
     page = Path(move.report).read_text()
     assert "Promotion: champion" in page and "no gate report for this version" in page
     assert json.loads((Path(move.report).parent / "move.json").read_text())["by"] == "boss"
@@ -75,7 +76,7 @@ def test_password_file(home, tmp_path, monkeypatch):
     monkeypatch.delenv("ONCOLOOP_PASSWORD")
     secret = tmp_path / "pw"
     secret.write_text(PASSWORD + "\n")
-    assert promote.main(["v2", "--user", "boss", "--reason", "r", "--password-file", str(secret)]) == 0
+    assert promote.main(["v2", "--user", "boss", "--reason", "r", "--password-file", str(secret), "--force"]) == 0
     assert champion(home) == "v2"
 
 

@@ -58,6 +58,16 @@ def registry_at(home: Path) -> Registry:
     return Registry(open_store(get_settings({"ONCOLOOP_HOME": str(home)})))
 
 
+def record_gate(home: Path, candidate: str, passed: bool = True, at: str = "2026-01-01T00:00:00+00:00") -> Path:
+    """A gate decision for ``candidate`` as ``eval.gate`` writes it (``reports/<id>/decision.json``)."""
+    report_dir = home / "reports" / f"{at[:10]}-gate-{candidate}-{'pass' if passed else 'fail'}"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "decision.json").write_text(json.dumps({
+        "candidate": candidate, "champion": "x", "passed": passed, "promoted": False, "report_dir": str(report_dir),
+        "reasons": [f"retention_chrf_no_regression: {'PASS' if passed else 'FAIL'}"], "created_at": at}))
+    return report_dir
+
+
 def add_version(home: Path, source: Path, name: str) -> Path:
     """Copy a model directory in as version ``name`` and register it."""
     target = home / "models" / name

@@ -63,9 +63,15 @@ def test_incomplete_directory_is_refused(registry, oncoloop_home):
         registry.register(oncoloop_home / "models" / "half")
 
 
-def test_cli_lists_and_moves(registry, oncoloop_home, capsys):
+def test_cli_lists_and_moves(registry, oncoloop_home, capsys, monkeypatch):
+    from feedback.store import FeedbackStore
+
+    FeedbackStore(registry.store).add_user("ana", "ana-password", "admin")
+    monkeypatch.setenv("ONCOLOOP_PASSWORD", "ana-password")
     registry.register(make_version(oncoloop_home / "models", "v1"))
-    assert registry_cli.main(["alias", "champion", "v1", "--by", "ana", "--reason", "initial"]) == 0
+    # an admin's move; v1 has no gate decision, so it is forced (tests/security try it without)
+    assert registry_cli.main(["alias", "champion", "v1", "--user", "ana", "--reason", "initial", "--force"]) == 0
+    assert registry.history("champion")[-1].actor == "ana" and registry.history("champion")[-1].forced
     assert registry_cli.main(["list"]) == 0
     assert "v1  method=lora" in capsys.readouterr().out
     assert registry_cli.main(["show", "ghost"]) == 2

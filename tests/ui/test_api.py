@@ -8,6 +8,7 @@ import pytest
 from feedback.abtest import challenger_share
 from serve.engines import free_port
 from tests.ui.clinician import SimulatedClinician, SimulatedReviewer, UIError
+from tests.serve.conftest import record_gate
 from tests.ui.conftest import Reply, register_versions
 from ui.app import build_app
 
@@ -48,6 +49,7 @@ def test_every_named_endpoint_works_through_gradio_client(app_url, handlers, sto
     carla.new_conversation()
 
     registry = register_versions(store, oncoloop_home)
+    record_gate(oncoloop_home, "v2")  # v2 passed its gate: promoted without force
     adam = SimulatedClinician(app_url, "adam", "adam-password")
     assert adam.client.predict(0.0, "A/B finished", api_name="/set_share") == \
         "Challenger share set to 0% (reason recorded)."

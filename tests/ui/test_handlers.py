@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from feedback.abtest import challenger_share, set_challenger_share, share_history
 from serve.engines import free_port
+from tests.serve.conftest import record_gate
 from tests.ui.conftest import Reply, register_versions
 from ui.config import UIConfig
 from ui.handlers import BLINDED, ChatHandler, GatewayClient, Session
@@ -121,7 +122,8 @@ def test_version_is_blinded_while_an_ab_test_runs_but_always_stored(handlers, st
     assert views[-1].meta["version"] == "v1"
     assert [m.model_version for m in store.messages(session.conversation_id)] == ["v1", "v2", "v1"]
     assert _conversation(store, session.conversation_id) == ("champion", "v1")  # the arm of its first answer
-    session, views = ask(handlers, Session(account=session.account), "Q four?")  # a new conversation
+    session, views = ask(handlers, Session(account=session.account, expires_at=session.expires_at),
+                         "Q four?")  # a new conversation
     assert _conversation(store, session.conversation_id) == ("champion", "v1")
 
 
@@ -247,6 +249,7 @@ def test_disabled_account_stops_at_once(handlers, store):
 
 def test_admin_sets_share_promotes_and_rolls_back_with_reasons(handlers, store, oncoloop_home):
     registry = register_versions(store, oncoloop_home)
+    record_gate(oncoloop_home, "v2")  # v2 passed its gate: an admin promotes it without force
     carla, adam = logged_in(handlers), logged_in(handlers, "adam")
     assert "may not promote" in handlers.admin.promote(carla, "v2", "better")
     assert "may not ab share" in handlers.admin.set_share(carla, 0.5, "why")
