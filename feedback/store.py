@@ -194,6 +194,20 @@ class FeedbackStore:
                 raise OncoLoopError(f"no user {username!r}; list them with `python -m feedback.users list`.")
             user.disabled = disabled
 
+    def reset_password(self, username: str, password: str) -> None:
+        """Give an account a new password (hashed) and lift its lockout; its history stays.
+
+        Raises:
+            OncoLoopError: no such user, or a password too short.
+        """
+        password_hash = auth.hash_password(password)
+        with self.session.begin() as s:
+            user = s.scalar(select(User).where(User.username == username))
+            if user is None:
+                raise OncoLoopError(f"no user {username!r}; list them with `python -m feedback.users list`.")
+            user.password_hash = password_hash
+        self.throttle.unlock(username)
+
     def authenticate(self, username: str, password: str, address: str | None = None) -> Account:
         """The account, if the password is right and the account enabled.
 

@@ -4,6 +4,7 @@ Usage::
 
     python -m feedback.users add --username alice --password '...' --role clinician
     python -m feedback.users list
+    python -m feedback.users reset alice      # a new random password, printed once (or --password '...')
     python -m feedback.users disable alice
     python -m feedback.users enable alice
     python -m feedback.users unlock alice     # lift a lockout after too many failed logins
@@ -15,6 +16,7 @@ Roles: clinician (chat and rate), reviewer (also approve training data), admin
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 
 from feedback.db import ROLES
@@ -34,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("disable", "enable"):
         sub.add_parser(name, help=f"{name} an account (its history stays)").add_argument("username")
     sub.add_parser("unlock", help="lift an account's lockout after failed logins").add_argument("username")
+    reset = sub.add_parser("reset", help="set a new password (random and printed once unless --password)")
+    reset.add_argument("username")
+    reset.add_argument("--password", help="at least 8 characters; default: a random one")
     args = parser.parse_args(argv)
 
     store = FeedbackStore.open()
@@ -47,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{u.created_at:%Y-%m-%d}")
         if not users:
             print("no users yet: add one with `python -m feedback.users add`")
+    elif args.command == "reset":
+        password = args.password or secrets.token_urlsafe(12)
+        store.reset_password(args.username, password)
+        print(f"reset {args.username}" + ("" if args.password else f": new password {password} (shown once)"))
     elif args.command == "unlock":
         lifted = store.throttle.unlock(args.username)
         print(f"unlocked {args.username}" if lifted else f"{args.username} had no failed logins to forget")

@@ -1,4 +1,4 @@
-"""`python -m feedback.users`: add, list, disable, enable (in process, on SQLite and PostgreSQL)."""
+"""`python -m feedback.users`: add, list, disable, enable, reset (in process, on SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -25,9 +25,24 @@ def test_add_list_disable_enable(store, capsys):
     assert store.authenticate("dr.ada", "correct horse").username == "dr.ada"
 
 
+def test_reset_gives_a_new_password_shown_once_and_the_old_one_stops_working(store, capsys):
+    store.add_user("dr.bo", "old password 1", "clinician")
+    assert main(["reset", "dr.bo"]) == 0
+    new = capsys.readouterr().out.split("new password ")[1].split()[0]
+    assert len(new) >= 16
+    with pytest.raises(OncoLoopError, match="wrong username or password"):
+        store.authenticate("dr.bo", "old password 1")
+    assert store.authenticate("dr.bo", new).username == "dr.bo"
+    assert main(["reset", "dr.bo", "--password", "chosen password"]) == 0
+    assert "chosen password" not in capsys.readouterr().out
+    assert store.authenticate("dr.bo", "chosen password").username == "dr.bo"
+
+
 @pytest.mark.parametrize("argv,message", [
     (["add", "--username", "x", "--password", "short", "--role", "clinician"], "too short"),
     (["disable", "ghost"], "no user 'ghost'"),
+    (["reset", "ghost"], "no user 'ghost'"),
+    (["reset", "x", "--password", "short"], "too short"),
 ])
 def test_errors_print_a_message_and_return_2(store, capsys, argv, message):
     assert main(argv) == 2
