@@ -30,6 +30,12 @@ LICENSE = "Apache-2.0"
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_ADAPTER = REPO / "assets" / "smollm2-oncology-lora"
 SEED_CONFIG = REPO / "configs" / "lora" / "smollm2_cpu.yaml"
+# The shipped LoRA is merged at half its trained update (WiSE-FT): at full strength its answers were seed-length
+# and lost chrF to the bare base on the evaluation set (-1.64 [-3.01, -0.40]); at 0.5 they kept the base's
+# breadth (+0.36 [-0.55, +1.28]) and still stop by themselves (62% vs 9%). Chosen a priori as the midpoint and
+# checked first on a development set (the closed-loop questions: -5.1 at 0.5, -9.3 at 0.75, -10.8 at 1.0);
+# benchmarks/README.md has the commands.
+MERGE_SCALE = 0.5
 # converted bases are kept here and hard-linked into each home, so a second home (tests, benchmarks) or a
 # fresh $ONCOLOOP_HOME does not convert again; ONCOLOOP_CACHE moves it ("" turns it off)
 CACHE_ENV = "ONCOLOOP_CACHE"
@@ -159,13 +165,17 @@ def install_base(registry, models_dir: Path) -> str:
     return version
 
 
-def adapter_version_id(adapter_dir: Path) -> str:
-    """The oncology version's id: named after the adapter's weights (the same adapter, the same id)."""
-    return f"smollm2-oncology-{sha256_file(adapter_dir / 'adapter_model.safetensors')[:12]}"
+def adapter_version_id(adapter_dir: Path, merge_scale: float = MERGE_SCALE) -> str:
+    """The oncology version's id: named after the adapter's weights and the merge scale (the same adapter
+    merged the same way, the same id)."""
+    version = f"smollm2-oncology-{sha256_file(adapter_dir / 'adapter_model.safetensors')[:12]}"
+    return version if merge_scale == 1.0 else f"{version}-x{merge_scale:g}"
 
 
-def install_oncology(registry, models_dir: Path, base_version: str, adapter_dir: Path = SHIPPED_ADAPTER) -> str:
-    """Merge a seed LoRA adapter into the base and register the result; returns its version id.
+def install_oncology(registry, models_dir: Path, base_version: str, adapter_dir: Path = SHIPPED_ADAPTER,
+                     merge_scale: float = MERGE_SCALE) -> str:
+    """Merge a seed LoRA adapter (its update times ``merge_scale``) into the base and register the result;
+    returns its version id.
 
     Raises:
         OncoLoopError: the adapter is missing.
@@ -175,13 +185,14 @@ def install_oncology(registry, models_dir: Path, base_version: str, adapter_dir:
     if not (adapter_dir / "adapter_model.safetensors").is_file():
         raise OncoLoopError(f"the oncology adapter is missing from {adapter_dir}; retrain it with "
                             "`python -m finetune.bootstrap --rebuild`.")
-    version = adapter_version_id(adapter_dir)
+    version = adapter_version_id(adapter_dir, merge_scale)
     target = models_dir / version
     if not (target / "meta.json").is_file():
-        print(f"bootstrap: merging the oncology LoRA {adapter_dir.name} into {base_version}", flush=True)
+        print(f"bootstrap: merging the oncology LoRA {adapter_dir.name} into {base_version} at scale "
+              f"{merge_scale:g}", flush=True)
         info = json.loads((adapter_dir / "train_meta.json").read_text(encoding="utf-8"))
         source = adapter_dir.relative_to(REPO) if adapter_dir.is_relative_to(REPO) else adapter_dir
         create_version(adapter_dir, base=base_version, version=version, register=False,
-                       extra_meta={"shipped_adapter": str(source), "eval": info.get("eval", {})})
+                       extra_meta={"shipped_adapter": str(source), "eval": info.get("eval", {})}, scale=merge_scale)
     registry.register(target)
     return version

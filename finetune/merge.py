@@ -6,13 +6,16 @@ Usage::
     python -m finetune.merge --adapter var/runs/lora-x/final --register      # ... and registered
     python -m finetune.merge --adapter var/runs/full-x/final --version full-1 --register
     python -m finetune.merge --adapter var/runs/pt-x/final --register        # P-tuning: adapter version
+    python -m finetune.merge --adapter var/runs/lora-x/final --scale 0.5     # half the LoRA update (WiSE-FT)
 
 A LoRA adapter is merged into its base (peft ``merge_and_unload``) and saved as a
 standalone Hugging Face directory; a full fine-tune is copied as one. P-tuning
 learns virtual-token embeddings, which are extra inputs rather than weight deltas,
 so it cannot be merged: with ``--register`` it is saved as an adapter version
 (``"mergeable": false``) whose ``base`` is the base version's directory, for the
-serving side to load both. Versions land in ``$ONCOLOOP_HOME/models/<version>/``,
+serving side to load both. ``--scale`` merges a LoRA at a fraction of its trained update, weight-space
+interpolation between the base and the fine-tune (WiSE-FT, Wortsman et al. 2022), which keeps more of the
+base's general behaviour; the factor is recorded in ``meta.json``. Versions land in ``$ONCOLOOP_HOME/models/<version>/``,
 written to a temporary folder and renamed, and are never overwritten.
 """
 
@@ -187,14 +190,15 @@ def _save_tokenizer(source: Path, fallback: Path, target: Path) -> None:
     tokenizer.save_pretrained(str(target))
 
 
-def merge_lora(run: RunOutput, base: Base, tmp: Path) -> dict:
-    """Merge the LoRA adapter into the base and save the standalone model into ``tmp``.
+def merge_lora(run: RunOutput, base: Base, tmp: Path, scale: float = 1.0) -> dict:
+    """Merge the LoRA adapter, its update times ``scale``, into the base; save the standalone model into ``tmp``.
 
     Returns the largest absolute logit difference between the adapter model and the
     merged one on a probe input (recorded in meta.json as a sanity check).
     """
     import torch
     from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(base.path), dtype="auto").eval()
@@ -203,6 +207,9 @@ def merge_lora(run: RunOutput, base: Base, tmp: Path) -> dict:
     except (RuntimeError, ValueError, KeyError) as e:
         raise OncoLoopError(f"the adapter in {run.path} does not fit base {base.path} ({str(e)[:300]}); "
                             "pass the base it was trained on (--base).") from e
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            module.scale_layer(scale)
     probe = torch.arange(1, 17).unsqueeze(0) % model.config.vocab_size
     with torch.no_grad():
         before = model(input_ids=probe).logits.float()
@@ -214,7 +221,7 @@ def merge_lora(run: RunOutput, base: Base, tmp: Path) -> dict:
 
 
 def create_version(adapter: str | Path, base: str | None = None, version: str | None = None,
-                   register: bool = False, extra_meta: dict | None = None) -> Path:
+                   register: bool = False, extra_meta: dict | None = None, scale: float = 1.0) -> Path:
     """Make a version from a training output; return its directory.
 
     Args:
@@ -223,12 +230,16 @@ def create_version(adapter: str | Path, base: str | None = None, version: str | 
         version: new version id; default ``<method>-<UTC time>``.
         register: add the version to the registry (aliases do not move).
         extra_meta: lineage to add to ``meta.json`` (e.g. the retrain job's dataset and feedback ids).
+        scale: LoRA only: merge this fraction of the adapter's update (1.0: all of it).
 
     Raises:
         OncoLoopError: P-tuning without ``register``, unknown base, an existing version id,
             or a base that is not registered when registering.
     """
     run = read_run(adapter)
+    if scale != 1.0 and (run.method != "lora" or not 0.0 < scale <= 4.0):
+        raise OncoLoopError(f"--scale {scale} applies to LoRA adapters only, as a factor in (0, 4]; "
+                            f"this run is {run.method}.")
     if run.method == "ptuning" and not register:
         raise OncoLoopError(
             "P-tuning cannot be merged into the base weights: its virtual tokens are extra inputs, not "
@@ -260,7 +271,8 @@ def create_version(adapter: str | Path, base: str | None = None, version: str | 
     try:
         meta = {**build_meta(run, resolved, mergeable=run.method != "ptuning"), **(extra_meta or {})}
         if run.method == "lora":
-            meta["merge_check"] = merge_lora(run, resolved, tmp)
+            meta["merge_check"] = merge_lora(run, resolved, tmp, scale)
+            meta["merge_scale"] = scale
         elif run.method == "full":
             shutil.copytree(run.path, tmp, ignore=shutil.ignore_patterns("train_meta.json", "optimizer*",
                                                                            "scheduler*", "rng_state*", "global_step*",
@@ -307,8 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", help="base model directory, version id or alias (default: the run's base)")
     parser.add_argument("--version", help="new version id (default: <method>-<UTC time>)")
     parser.add_argument("--register", action="store_true", help="register the version (no alias moves)")
+    parser.add_argument("--scale", type=float, default=1.0, help="LoRA: merge this fraction of the update")
     args = parser.parse_args(argv)
-    target = create_version(args.adapter, args.base, args.version, args.register)
+    target = create_version(args.adapter, args.base, args.version, args.register, scale=args.scale)
     meta = json.loads((target / "meta.json").read_text(encoding="utf-8"))
     kind = {"lora": "LoRA merged into its base", "full": "standalone copy of the full fine-tune"}.get(
         meta["method"], "adapter version (unmergeable, served on its base)")

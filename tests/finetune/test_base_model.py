@@ -76,6 +76,7 @@ def test_bootstrap_installs_the_base_and_the_oncology_champion_and_it_answers_in
     assert (base_model.Path(champion.path) / "chat_template.jinja").read_text() == CHAT_TEMPLATE or \
         tok.get("chat_template") == CHAT_TEMPLATE
     assert champion.meta["method"] == "lora" and champion.meta["shipped_adapter"] == "assets/smollm2-oncology-lora"
+    assert champion.meta["merge_scale"] == base_model.MERGE_SCALE and champion.id.endswith(f"-x{base_model.MERGE_SCALE:g}")
     again = run("finetune.bootstrap")  # a later start: nothing converted or merged again
     assert again.returncode == 0 and "champion stays" in again.stdout and "converting" not in again.stdout
     asked = run("serve.ask", UNSEEN[0])

@@ -117,6 +117,23 @@ def test_lora_merge_gives_a_standalone_model_with_the_same_logits(lora_run, base
     assert registry.aliases() == {"champion": base_version}  # registering never moves an alias
 
 
+def test_a_scaled_merge_adds_that_fraction_of_the_update(lora_run, base_version, tiny_base, capsys):
+    from safetensors.torch import load_file
+
+    full = create_version(lora_run, base=base_version, version="lora-full")
+    assert main(["--adapter", str(lora_run), "--base", base_version, "--version", "lora-half", "--scale", "0.5"]) == 0
+    half = get_settings().models_dir / "lora-half"
+    base_w, full_w, half_w = (load_file(str(d / "model.safetensors")) for d in (tiny_base, full, half))
+    moved = [k for k in base_w if (full_w[k] - base_w[k]).abs().max() > 1e-6]
+    assert moved and all("proj" in k for k in moved)  # the LoRA targets, nothing else
+    for k in base_w:
+        assert torch.allclose(half_w[k], base_w[k] + 0.5 * (full_w[k] - base_w[k]), atol=1e-6), k
+    meta = json.loads((half / "meta.json").read_text())
+    assert meta["merge_scale"] == 0.5 and json.loads((full / "meta.json").read_text())["merge_scale"] == 1.0
+    assert main(["--adapter", str(lora_run), "--version", "x", "--scale", "0"]) == 2
+    assert "factor in (0, 4]" in capsys.readouterr().err
+
+
 def test_versions_are_immutable_and_nothing_half_written(lora_run, tiny_base, capsys):
     args = ["--adapter", str(lora_run), "--base", str(tiny_base), "--version", "lora-x"]
     assert main(args) == 0
