@@ -19,6 +19,7 @@ class RetrainConfig:
     deepspeed: str = "configs/deepspeed/zero2.json"  # DeepSpeed config for the run; "" trains without it
     train_overrides: list[str] = field(default_factory=list)  # key=value for the TrainConfig
     launcher: str = ""  # "" = one process; e.g. "torchrun --nproc_per_node 8" or "deepspeed --num_gpus 8"
+    merge_scale: float = 1.0  # LoRA: merge this fraction of the trained update into the champion (WiSE-FT)
     # the training set: the seed (replayed against forgetting) plus the new reviewed feedback
     seed_data: list[str] = field(default_factory=lambda: ["data/oncology_seed.jsonl"])
     replay_records: int = 0  # seed records replayed: 0 = all of them, N = a fixed-seed sample of N

@@ -278,7 +278,7 @@ def train_candidate(cfg: RetrainConfig, snap: Snapshot, champion) -> Path:
 
 def candidate_version(final: Path, snap: Snapshot, champion, registry, retrain_config: dict) -> str:
     """Merge (LoRA), copy (full) or keep (P-tuning) the run as a version with its lineage; register it once."""
-    from finetune.merge import create_version
+    from finetune.merge import create_version, read_run
 
     try:
         return registry.get(snap.version).id  # a rerun after a crash in the gate
@@ -293,5 +293,6 @@ def candidate_version(final: Path, snap: Snapshot, champion, registry, retrain_c
                "dataset": {"sha256": snap.sha256, "path": str(snap.train_path), "snapshot": str(snap.dir),
                            "examples": snap.train_examples, "new_records": snap.new_records,
                            "replayed_seed": snap.replay, "repeats": snap.repeats}}
-    create_version(final, base=parent, version=snap.version, register=True, extra_meta=lineage)
+    scale = float(retrain_config.get("merge_scale", 1.0)) if read_run(final).method == "lora" else 1.0
+    create_version(final, base=parent, version=snap.version, register=True, extra_meta=lineage, scale=scale)
     return snap.version

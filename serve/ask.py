@@ -64,13 +64,9 @@ def _continuous_batches(model, tokenizer, ids: list[list[int]], max_new_tokens: 
     # sized for a CPU: a few hundred MB of KV pages, ``batch_size`` answers in flight
     batching = ContinuousBatchingConfig(num_blocks=1024, page_size=32, max_batch_tokens=32 * batch_size,
                                         max_requests_per_batch=batch_size)
-    previous = model.config._attn_implementation
-    model.set_attn_implementation("paged|sdpa")
-    try:
-        results = model.generate_batch(ids, generation_config=config, continuous_batching_config=batching,
-                                       warmup=False)
-    finally:
-        model.set_attn_implementation(previous)
+    # generate_batch switches the model to paged attention (sdpa) for the call and back
+    results = model.generate_batch(ids, generation_config=config, continuous_batching_config=batching,
+                                   warmup=False)
     return [list(results[f"req_{i}"].generated_tokens) for i in range(len(ids))]
 
 

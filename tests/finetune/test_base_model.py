@@ -76,7 +76,8 @@ def test_bootstrap_installs_the_base_and_the_oncology_champion_and_it_answers_in
     assert (base_model.Path(champion.path) / "chat_template.jinja").read_text() == CHAT_TEMPLATE or \
         tok.get("chat_template") == CHAT_TEMPLATE
     assert champion.meta["method"] == "lora" and champion.meta["shipped_adapter"] == "assets/smollm2-oncology-lora"
-    assert champion.meta["merge_scale"] == base_model.MERGE_SCALE and champion.id.endswith(f"-x{base_model.MERGE_SCALE:g}")
+    assert champion.meta["merge_scale"] == base_model.MERGE_SCALE
+    assert champion.id == base_model.adapter_version_id(base_model.SHIPPED_ADAPTER)
     again = run("finetune.bootstrap")  # a later start: nothing converted or merged again
     assert again.returncode == 0 and "champion stays" in again.stdout and "converting" not in again.stdout
     asked = run("serve.ask", UNSEEN[0])
@@ -128,3 +129,14 @@ def test_ptuning_on_smollm2_trains_and_answers_through_serve_ask(smollm_champion
     target = create_version(final, base="champion", version="smollm2-ptuning-test", register=True)
     assert json.loads((target / "meta.json").read_text())["mergeable"] is False
     assert ask(["--model", "smollm2-ptuning-test", "--max-new-tokens", "24", "--no-retrieval", UNSEEN[0]]) == 0
+
+
+def test_the_oncology_version_id_names_the_adapter_and_the_merge_scale(tmp_path):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    digest = base_model.sha256_file(adapter / "adapter_model.safetensors")[:12]
+    assert base_model.adapter_version_id(adapter, 1.0) == f"smollm2-oncology-{digest}"
+    assert base_model.adapter_version_id(adapter, 0.5) == f"smollm2-oncology-{digest}-x0.5"
+    (adapter / "adapter_model.safetensors").write_bytes(b"other weights")
+    assert not base_model.adapter_version_id(adapter, 1.0).endswith(digest)

@@ -213,7 +213,8 @@ def test_kill_9_during_training_and_during_the_gate_then_rerun(home, tmp_path):
     before = (_registry().aliases(), len(_registry().history()), len(_registry().versions()))
     env = {**os.environ, "ONCOLOOP_HOME": str(home)}
     args = [sys.executable, "-m", "finetune.retrain", "--config", "configs/retrain/tiny_cpu.yaml", "gate_policy=" + str(_quick_policy(tmp_path)),
-            "replay_records=60", "train_overrides=[epochs=3,save_steps=4,logging_steps=2,tracker=none]"]
+            "replay_records=60", "merge_scale=0.5",
+            "train_overrides=[epochs=3,save_steps=4,logging_steps=2,tracker=none]"]
 
     def start_and_kill(log: Path, ready) -> None:
         with open(log, "wb") as out:
@@ -245,6 +246,7 @@ def test_kill_9_during_training_and_during_the_gate_then_rerun(home, tmp_path):
     assert "gate PASSED" in done.stdout and "already complete" in done.stdout
     assert len(_registry().versions()) == before[2] + 1  # one candidate, however many runs it took
     assert _registry().resolve("champion") == _registry().versions()[-1].id
+    assert _registry().get("champion").meta["merge_scale"] == 0.5  # the LoRA merged at half its update
 
 
 def _quick_policy(tmp_path: Path) -> Path:
