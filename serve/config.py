@@ -52,6 +52,9 @@ class ServeConfig:
     max_message_chars: int = 32_000  # characters in one message (about 8k tokens)
     max_answer_tokens: int = 4096  # the largest max_tokens / max_completion_tokens a client may ask for
     max_n: int = 4  # answers per request
+    # bodies this large (bytes) are parsed and guarded in a worker process, so that scrubbing them (spaCy: about a
+    # minute per megabyte) takes no CPU, GIL or scrubber lock from other requests; 0: always in a thread
+    guard_process_min_bytes: int = 65_536
     key_cache_s: float = 2.0  # a checked gateway key is trusted this long; a revocation takes effect within it
 
     def limits(self):

@@ -101,15 +101,54 @@ async def read_body(request: Request, limits: RequestLimits) -> bytes:
     return b"".join(parts)
 
 
-def prepare_chat(raw: bytes, headers: dict[str, str], limits: RequestLimits, guard: Guard,
-                 retriever: Retriever | None) -> GuardedChat:
-    """Everything the gateway does to a request before choosing an engine: parse and check it, the guard's request
-    side, retrieval. CPU work (JSON, spaCy, MiniLM) for up to a megabyte of text: run it in a worker thread."""
-    body = parse_chat(raw, limits)
-    guarded = guard.prepare(body, headers)
-    if retriever is not None and body.get("retrieval") is not False:  # "retrieval": false opts out (evaluation)
-        retriever.add_context(guarded)
-    return guarded
+def prepare_chat(raw: bytes, headers: dict[str, str], limits: RequestLimits, guard: Guard) -> GuardedChat:
+    """Parse and check a request, then the guard's request side: CPU work (JSON, MiniLM, spaCy), never on the
+    event loop."""
+    return guard.prepare(parse_chat(raw, limits), headers)
+
+
+_worker: tuple[Guard, RequestLimits] | None = None
+
+
+def _start_worker(guard_cfg, limits: RequestLimits) -> None:
+    global _worker
+    _worker = (Guard(guard_cfg), limits)
+    _worker[0].warm()
+
+
+def _prepare_in_worker(raw: bytes, headers: dict[str, str]) -> GuardedChat:
+    return prepare_chat(raw, headers, _worker[1], _worker[0])
+
+
+class Preparer:
+    """Runs :func:`prepare_chat` and retrieval: in a worker thread, or for a body over ``process_min_bytes`` in a
+    worker process of its own. Scrubbing a megabyte takes a minute of spaCy, which in this process would hold the
+    GIL and the scrubber's lock against every other request; in its own process it takes one CPU and nothing else.
+    """
+
+    def __init__(self, guard: Guard, retriever: Retriever | None, limits: RequestLimits, process_min_bytes: int):
+        self.guard, self.retriever, self.limits, self.process_min_bytes = guard, retriever, limits, process_min_bytes
+        self._processes = None
+
+    async def __call__(self, raw: bytes, headers: dict[str, str]) -> GuardedChat:
+        if self.process_min_bytes and len(raw) >= self.process_min_bytes:
+            if self._processes is None:  # started at the first big request (it loads the guard's models: seconds)
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                self._processes = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), _start_worker,
+                                                      (self.guard.cfg, self.limits))
+            guarded = await asyncio.get_running_loop().run_in_executor(self._processes, _prepare_in_worker, raw,
+                                                                       headers)
+        else:
+            guarded = await asyncio.to_thread(prepare_chat, raw, headers, self.limits, self.guard)
+        if self.retriever is not None and guarded.body.get("retrieval") is not False:  # "retrieval": false opts out
+            await asyncio.to_thread(self.retriever.add_context, guarded)
+        return guarded
+
+    def close(self) -> None:
+        if self._processes is not None:
+            self._processes.shutdown(wait=False, cancel_futures=True)
 
 
 def ready_summary(state: dict) -> dict:
@@ -131,6 +170,7 @@ def create_app(pool: EnginePool, guard: Guard | None = None, retriever: Retrieve
     client = Upstream(timeout=pool.cfg.request_timeout_s, connect_timeout=5.0, max_idle=64)
     auth = GatewayAuth(keys or KeyStore(pool.registry.store), pool.cfg.key_cache_s)
     limits = pool.cfg.limits()
+    prepare = Preparer(guard, retriever, limits, pool.cfg.guard_process_min_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -145,6 +185,7 @@ def create_app(pool: EnginePool, guard: Guard | None = None, retriever: Retrieve
             warming.cancel()
             await pool.close()
             await client.aclose()
+            prepare.close()
 
     # no /docs, /redoc or /openapi.json: every route but /health needs a key
     app = FastAPI(title="OncoLoop gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -184,9 +225,9 @@ def create_app(pool: EnginePool, guard: Guard | None = None, retriever: Retrieve
             raise RequestError(400, f"X-OncoLoop-Guard takes one value, `audit`, not {headers[OPTIONS_HEADER]!r}; "
                                "leave the header out for the normal guard.", "invalid_guard_option")
         raw = await read_body(request, limits)
-        # parsing, the guard (MiniLM, spaCy) and retrieval cost milliseconds of CPU per message, seconds for a
-        # megabyte: in a worker thread, off the event loop that relays every other stream
-        guarded = await asyncio.to_thread(prepare_chat, raw, headers, limits, guard, retriever)
+        # parsing, the guard (MiniLM, spaCy) and retrieval cost milliseconds of CPU per message, a minute for a
+        # megabyte: in a worker thread (a process for big bodies), off the event loop that relays every other stream
+        guarded = await prepare(raw, headers)
         body, messages = guarded.body, guarded.body["messages"]
         arm = None
         if body["model"] == "champion" and ab_enabled(body, headers):
