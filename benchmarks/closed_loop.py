@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                          what="the hot-swap to the new champion")
             import openai
 
-            client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="benchmark")
+            client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=gateway.key)
             served = client.chat.completions.create(model="champion", messages=[{"role": "user", "content": questions[0]}],
                                                     max_tokens=8).model
             assert served == new, f"the gateway answered with {served}, not the new champion {new}"

@@ -58,12 +58,12 @@ QUESTION = [{"role": "user", "content": "What are the warning signs of spinal co
 
 
 async def one_stream(client: httpx.AsyncClient, url: str, model: str, max_tokens: int,
-                     extra: dict) -> tuple[float, float, int]:
+                     extra: dict, headers: dict | None = None) -> tuple[float, float, int]:
     """(time to first token, total time, content chunks) of one streamed answer."""
     started = time.perf_counter()
     first, chunks = None, 0
     body = {"model": model, "messages": QUESTION, "max_tokens": max_tokens, "stream": True, **extra}
-    async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
+    async with client.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers) as r:
         r.raise_for_status()
         async for line in r.aiter_lines():
             if line.startswith("data: {") and '"content"' in line:
@@ -72,9 +72,11 @@ async def one_stream(client: httpx.AsyncClient, url: str, model: str, max_tokens
     return first or float("nan"), time.perf_counter() - started, chunks
 
 
-async def load(url: str, model: str, clients: int, requests: int, max_tokens: int, extra: dict | None = None) -> dict:
+async def load(url: str, model: str, clients: int, requests: int, max_tokens: int, extra: dict | None = None,
+               headers: dict | None = None) -> dict:
     """``clients`` concurrent clients, each streaming ``requests`` answers one after another."""
-    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=clients * 2)) as client:
+    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=clients * 2),
+                                 headers=headers) as client:
         async def worker():
             return [await one_stream(client, url, model, max_tokens, extra or {}) for _ in range(requests)]
 
@@ -103,11 +105,18 @@ def start_gateway(repo: Path, model: Path, engine: str) -> tuple[subprocess.Pope
     return proc, home, f"http://127.0.0.1:{port}"
 
 
-def wait_ready(proc: subprocess.Popen, url: str) -> dict:
+def bench_key(home: Path) -> dict:
+    """The benchmark's own gateway key in ``home`` (scope eval: ``/ready`` details), as request headers."""
+    from feedback.keys import local_key
+
+    return {"Authorization": f"Bearer {local_key('benchmark', ('eval',), get_settings({'ONCOLOOP_HOME': str(home)}))}"}
+
+
+def wait_ready(proc: subprocess.Popen, url: str, headers: dict) -> dict:
     deadline = time.monotonic() + 900
     while True:
         try:
-            state = httpx.get(f"{url}/ready", timeout=5).json()
+            state = httpx.get(f"{url}/ready?details=true", timeout=5, headers=headers).json()
             if state["ready"]:
                 return state
         except httpx.HTTPError:
@@ -123,7 +132,7 @@ async def paired(targets: dict, a: str, b: str, n: int, max_tokens: int) -> dict
     async with httpx.AsyncClient(timeout=600) as client:
         for i in range(n):
             order = (a, b) if i % 2 == 0 else (b, a)  # neither side always goes first
-            got = {name: await one_stream(client, targets[name][0], targets[name][1], max_tokens, targets[name][2])
+            got = {name: await one_stream(client, *targets[name][:2], max_tokens, *targets[name][2:])
                    for name in order}
             diffs["ttft_ms"].append(1e3 * (got[b][0] - got[a][0]))
             diffs["latency_ms"].append(1e3 * (got[b][1] - got[a][1]))
@@ -170,23 +179,24 @@ def main() -> int:
         started["baseline"] = start_gateway(args.baseline_repo.resolve(), args.model, args.engine)
     failed = True
     try:
-        states = {name: wait_ready(proc, url) for name, (proc, _, url) in started.items()}
+        keys = {name: bench_key(home) for name, (_, home, _) in started.items()}
+        states = {name: wait_ready(proc, url, keys[name]) for name, (proc, _, url) in started.items()}
         if args.pin:
             pin([proc.pid for proc, _, _ in started.values()])
         engine = states["gateway"]["engines"]["bench"]
         # what the gateway's guard sends the engine for this question (the preamble, nothing else here)
         engine_messages = load_guard(None).prepare({"messages": QUESTION}, {}).body["messages"]
-        targets = {"direct": (engine["url"], engine["served_name"], {"messages": engine_messages})}
-        targets |= {name: (url, "champion", {"ab": False}) for name, (_, _, url) in started.items()}
-        for url, model, extra in targets.values():  # warm every path up
-            asyncio.run(load(url, model, 2, 1, 4, extra))
+        targets = {"direct": (engine["url"], engine["served_name"], {"messages": engine_messages}, {})}
+        targets |= {name: (url, "champion", {"ab": False}, keys[name]) for name, (_, _, url) in started.items()}
+        for url, model, extra, headers in targets.values():  # warm every path up
+            asyncio.run(load(url, model, 2, 1, 4, extra, headers))
         load_before = os.getloadavg()[0]
         runs: dict[str, list[dict]] = {name: [] for name in targets}
         for _ in range(args.rounds):
-            for name, (url, model, extra) in targets.items():
+            for name, (url, model, extra, headers) in targets.items():
                 pid = started[name][0].pid if name in started else None
                 cpu = cpu_seconds(pid) if pid else 0.0
-                run = asyncio.run(load(url, model, args.clients, args.requests, args.max_tokens, extra))
+                run = asyncio.run(load(url, model, args.clients, args.requests, args.max_tokens, extra, headers))
                 run["gateway_cpu_s"] = cpu_seconds(pid) - cpu if pid else 0.0
                 runs[name].append(run)
         mean = {k: {m: statistics.mean(r[m] for r in v) for m in v[0]} for k, v in runs.items()}

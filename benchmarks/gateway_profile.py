@@ -17,6 +17,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -67,7 +68,16 @@ GATEWAY = textwrap.dedent('''
 
     port, engine_port, profile = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
     spec = EngineSpec("transformers", "v1", ["x", "--host", "127.0.0.1"], engine_port, "/models/v1")
-    app = create_app(Pool(Engine(spec, Path(tempfile.mkdtemp()))))
+    os.environ["ONCOLOOP_HOME"] = tempfile.mkdtemp()  # a throwaway store for the benchmark's key
+    try:
+        from feedback.db import open_store
+        from feedback.keys import KeyStore
+        keys = KeyStore(open_store())
+        app = create_app(Pool(Engine(spec, Path(tempfile.mkdtemp()))), keys=keys)
+        Path(sys.argv[4]).write_text(keys.create("benchmark", ["chat"])[1])
+    except ImportError:  # a baseline tree from before gateway keys
+        app = create_app(Pool(Engine(spec, Path(tempfile.mkdtemp()))))
+        Path(sys.argv[4]).write_text("")
     prof = cProfile.Profile(time.process_time) if profile else None  # CPU, not wall: the machine is shared
     def stop(*_):
         if prof:
@@ -86,10 +96,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def load(url: str, clients: int, requests: int) -> int:
+async def load(url: str, clients: int, requests: int, key: str = "") -> int:
     body = {"model": "champion", "messages": [{"role": "user", "content": "What is ECOG 2?"}], "stream": True,
             "ab": False}
-    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=clients * 2)) as client:
+    async with httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_connections=clients * 2),
+                                 headers={"Authorization": f"Bearer {key}"} if key else None) as client:
         async def worker():
             n = 0
             for _ in range(requests):
@@ -129,19 +140,20 @@ def main() -> int:
         wait_up(f"http://127.0.0.1:{engine_port}/docs", procs[0])
         for name, tree in trees.items():
             port = free_port()
+            key_file = Path(tempfile.mkdtemp()) / "key"
             proc = subprocess.Popen([sys.executable, "-c", GATEWAY, str(port), str(engine_port),
-                                     "1" if args.profile else "0"], cwd=tree,
+                                     "1" if args.profile else "0", str(key_file)], cwd=tree,
                                     env={**os.environ, "PYTHONPATH": str(tree)})
             procs.append(proc)
-            gateways[name] = (proc, f"http://127.0.0.1:{port}")
-            wait_up(f"{gateways[name][1]}/health", proc)
+            wait_up(f"http://127.0.0.1:{port}/health", proc)
+            gateways[name] = (proc, f"http://127.0.0.1:{port}", key_file.read_text())
         totals = {name: [0.0, 0, 0.0] for name in gateways}  # cpu s, chunks, wall s
-        for name, (_, url) in gateways.items():
-            asyncio.run(load(url, 2, 1))
+        for name, (_, url, key) in gateways.items():
+            asyncio.run(load(url, 2, 1, key))
         for _ in range(args.rounds):
-            for name, (proc, url) in gateways.items():
+            for name, (proc, url, key) in gateways.items():
                 cpu, started = cpu_seconds(proc.pid), time.perf_counter()
-                chunks = asyncio.run(load(url, args.clients, args.requests))
+                chunks = asyncio.run(load(url, args.clients, args.requests, key))
                 totals[name][0] += cpu_seconds(proc.pid) - cpu
                 totals[name][1] += chunks
                 totals[name][2] += time.perf_counter() - started

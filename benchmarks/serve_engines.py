@@ -48,11 +48,11 @@ def main() -> int:
         try:
             asyncio.run(engine.wait_ready(1200))
             startup = time.perf_counter() - started
-            asyncio.run(load(engine.base_url, engine.spec.served_name, 2, 1, 8))  # warm-up
+            asyncio.run(load(engine.base_url, engine.spec.served_name, 2, 1, 8, None, engine.auth_headers))  # warm-up
             for clients in (1, 16):
                 extra = {"ignore_eos": True} if kind == "vllm" else {}  # transformers serve refuses it
                 r = asyncio.run(load(engine.base_url, engine.spec.served_name, clients, args.requests,
-                                     args.max_tokens, extra))
+                                     args.max_tokens, extra, engine.auth_headers))
                 rows.append({"engine": kind, "clients": clients, "startup_s": round(startup, 1),
                              **{k: round(v, 1) for k, v in r.items()}})
                 print(json.dumps(rows[-1]), flush=True)

@@ -22,6 +22,13 @@ REPO = Path(__file__).resolve().parent.parent
 EVAL_HEADERS = {"X-OncoLoop-AB": "off", "X-OncoLoop-Guard": "audit"}
 
 
+def gateway_key() -> str:
+    """Evaluation's gateway key: ``$ONCOLOOP_API_KEY``, else its own local key (scope ``eval``: audit mode)."""
+    from feedback.keys import client_key
+
+    return client_key("eval", ("eval",))
+
+
 @dataclass
 class Answer:
     text: str
@@ -41,8 +48,8 @@ def ask_all(base_url: str, model: str, items: list[EvalItem], max_tokens: int, t
     import openai
     from tqdm import tqdm
 
-    client = openai.OpenAI(base_url=base_url.rstrip("/") + "/v1", api_key=os.environ.get("ONCOLOOP_API_KEY", "none"),
-                           timeout=timeout_s, max_retries=retries)
+    client = openai.OpenAI(base_url=base_url.rstrip("/") + "/v1", api_key=gateway_key(), timeout=timeout_s,
+                           max_retries=retries)
 
     def one(item: EvalItem) -> Answer:
         start = time.monotonic()
@@ -119,6 +126,7 @@ class PrivateGateway:
         return self
 
     def _wait(self) -> None:
+        key = gateway_key()
         deadline = time.monotonic() + self.timeout_s
         state: dict = {}
         while time.monotonic() < deadline:
@@ -126,7 +134,7 @@ class PrivateGateway:
                 raise OncoLoopError(f"the private gateway exited (status {self.proc.returncode}); its log "
                                     f"{self.log} ends with:\n{self._tail()}")
             try:
-                state = httpx.get(f"{self.url}/ready", timeout=5).json()
+                state = httpx.get(f"{self.url}/ready", timeout=5, headers={"Authorization": f"Bearer {key}"}).json()
             except (httpx.HTTPError, ValueError):
                 state = {}
             engines = state.get("engines") or {}

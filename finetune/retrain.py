@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -86,8 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         candidate = candidate_version(final_dir, snap, champion, registry, config_dict(cfg))
         print(f"retrain: candidate {candidate} registered (parent {champion.id})")
 
-        # 4. The gate decides; only a pass moves the champion (a running gateway then hot-swaps).
+        # 4. The gate decides; only a pass moves the champion (a running gateway then hot-swaps). It asks the
+        # gateway with retrain's own key (scope eval), unless $ONCOLOOP_API_KEY names one.
         from eval.gate import run_gate
+        from feedback.keys import API_KEY_ENV, local_key
+
+        os.environ.setdefault(API_KEY_ENV, local_key("retrain", ("eval",), settings))
 
         decision = run_gate(candidate, policy=Path(cfg.gate_policy), sets={"feedback": snap.new_path},
                             gateway_url=cfg.gateway_url or None, actor=cfg.actor, promote=cfg.promote)

@@ -29,10 +29,12 @@ trap 'kill "$gateway" 2>/dev/null || true; wait "$gateway" 2>/dev/null || true' 
 echo "start: waiting for the gateway on port $gateway_port (log: $ONCOLOOP_HOME/runs/gateway.log)"
 .venv/bin/python - "$gateway_port" "$gateway" <<'PY'
 import os, sys, time, httpx
+from feedback.keys import local_key
 port, pid = sys.argv[1], int(sys.argv[2])
+auth = {"Authorization": f"Bearer {local_key('start', ('chat',))}"}  # this script's own gateway key
 for _ in range(600):
     try:
-        if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).json().get("ready"):
+        if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2, headers=auth).json().get("ready"):
             sys.exit(0)
     except (httpx.HTTPError, ValueError):
         pass
@@ -43,6 +45,8 @@ for _ in range(600):
     time.sleep(1)
 sys.exit("start: the gateway did not become ready in 10 minutes; see its log")
 PY
+# The UI creates its own gateway key (scope chat) in $ONCOLOOP_HOME/keys/ui.key; other clients need one of
+# their own: .venv/bin/python -m feedback.keys create --name NAME --scopes chat
 echo "start: chat UI on http://127.0.0.1:$ui_port  (log in as clinician; reviewer and admin for the Review and"
 echo "       Admin tabs; their random passwords are printed below on the first start and kept in"
 echo "       $ONCOLOOP_HOME/demo-accounts.txt, readable by you only)"

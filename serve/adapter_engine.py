@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import threading
 import time
@@ -36,11 +37,23 @@ def load(base: str, adapter: str):
     return tokenizer, PeftModel.from_pretrained(model, adapter).eval()
 
 
-def create_app(tokenizer, model, served_name: str):
+def create_app(tokenizer, model, served_name: str, secret: str = ""):
+    """The engine's app; with ``secret`` (the gateway's per-start key), ``/v1`` refuses requests without it."""
+    import hmac
+
     import torch
+    from fastapi import Depends
     from transformers import TextIteratorStreamer
 
-    app = FastAPI(title=f"OncoLoop adapter engine ({served_name})")
+    def authorized(request: Request) -> None:
+        from fastapi import HTTPException
+
+        sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if secret and not hmac.compare_digest(sent.encode(), secret.encode()):
+            raise HTTPException(401, "this engine answers only its gateway")
+
+    app = FastAPI(title=f"OncoLoop adapter engine ({served_name})", dependencies=[Depends(authorized)],
+                  docs_url=None, redoc_url=None, openapi_url=None)
     lock = threading.Lock()  # one generation at a time: the model is not re-entrant
 
     def generate_kwargs(body: dict) -> dict:
@@ -128,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     tokenizer, model = load(args.base, args.adapter)
-    uvicorn.run(create_app(tokenizer, model, args.served_model_name), host=args.host, port=args.port,
+    secret = os.environ.pop("ONCOLOOP_ENGINE_KEY", "")  # serve.engines.ENGINE_KEY_ENV (this module stays import-light)
+    uvicorn.run(create_app(tokenizer, model, args.served_model_name, secret), host=args.host, port=args.port,
                 log_level="warning")
     return 0
 

@@ -46,6 +46,23 @@ class ServeConfig:
     # benchmarks/data/closed_loop_corrections.jsonl find their correction; other questions reach 0.52 at most
     retrieval_min_similarity: float = 0.5
     retrieval_refresh_s: float = 10.0  # how often the store is checked for new approvals
+    # what one request may hold (serve/protocol.py); over a limit: 413 for the body, 400 for the rest
+    max_body_bytes: int = 1_048_576  # 1 MiB of JSON
+    max_messages: int = 64  # messages in one chat
+    max_message_chars: int = 32_000  # characters in one message (about 8k tokens)
+    max_answer_tokens: int = 4096  # the largest max_tokens / max_completion_tokens a client may ask for
+    max_n: int = 4  # answers per request
+    # bodies this large (bytes) are parsed and guarded in a worker process, so that scrubbing them (spaCy: about a
+    # minute per megabyte) takes no CPU, GIL or scrubber lock from other requests; 0: always in a thread
+    guard_process_min_bytes: int = 65_536
+    key_cache_s: float = 2.0  # a checked gateway key is trusted this long; a revocation takes effect within it
+
+    def limits(self):
+        """The request limits (:class:`serve.protocol.RequestLimits`)."""
+        from serve.protocol import RequestLimits
+
+        return RequestLimits(self.max_body_bytes, self.max_messages, self.max_message_chars, self.max_answer_tokens,
+                             self.max_n)
 
     def retriever(self):
         """The gateway's retrieval step, or None when ``retrieval`` is off."""

@@ -8,6 +8,11 @@ Three kinds, one interface (:class:`Engine`):
 - ``adapter``: ``python -m serve.adapter_engine`` for versions neither can serve (a P-tuning adapter,
   ``meta.json`` ``mergeable: false``), which loads the adapter on its base in its own process.
 
+Engines listen on the loopback address only (``engine_host`` must be one), so only this machine reaches them.
+vLLM and the adapter engine also get a secret made for each start (``VLLM_API_KEY`` / ``ONCOLOOP_ENGINE_KEY``
+in their environment, which other users cannot read, unlike a command line) and refuse requests without it;
+``transformers serve`` (5.19) has no such option, so another process of this machine can call it directly.
+
 Heavy imports (torch, vllm) happen only inside those processes, never in the gateway.
 """
 
@@ -16,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import ipaddress
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -104,6 +111,24 @@ class EngineSpec:
     env: dict[str, str] = field(default_factory=dict)
     context: int = 2048
     model_dir: str = ""
+    secret: str = ""  # the engine's key for this start ("": the engine takes none)
+
+
+ENGINE_KEY_ENV = "ONCOLOOP_ENGINE_KEY"  # the adapter engine's per-start secret
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is this machine only.
+
+    >>> is_loopback("127.0.0.1"), is_loopback("::1"), is_loopback("localhost"), is_loopback("0.0.0.0")
+    (True, True, True, False)
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def vllm_command(cfg: ServeConfig) -> list[str]:
@@ -131,23 +156,30 @@ def engine_spec(kind: str, version, cfg: ServeConfig, base_dir: str | None = Non
         version: a registry row (``id``, ``path``, ``mergeable``).
         base_dir: the base version's directory, for adapters.
     """
+    if not is_loopback(cfg.engine_host):
+        raise OncoLoopError(f"engine_host {cfg.engine_host!r} is not a loopback address; engines must listen on "
+                            "127.0.0.1 (or ::1), behind the gateway's keys and guard.")
     port = free_port(cfg.engine_host)
     host = ["--host", cfg.engine_host, "--port", str(port)]
     env = {"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    secret = secrets.token_urlsafe(32)  # a new one for every start, known to this gateway alone
     if not version.mergeable:
         if not base_dir:
             raise OncoLoopError(f"version {version.id} is an adapter but its base is not registered.")
         cmd = [sys.executable, "-m", "serve.adapter_engine", "--base", base_dir, "--adapter", version.path,
                "--served-model-name", version.id, *host]
-        return EngineSpec("adapter", version.id, cmd, port, version.id, env, context_length(base_dir), base_dir)
+        return EngineSpec("adapter", version.id, cmd, port, version.id, env | {ENGINE_KEY_ENV: secret},
+                          context_length(base_dir), base_dir, secret)
     context = context_length(version.path)
     if kind == "vllm":
         max_len = cfg.vllm_max_model_len or context
         cmd = [*vllm_command(cfg), "serve", version.path, "--served-model-name", version.id, *host,
                "--dtype", cfg.vllm_dtype, "--max-model-len", str(max_len), "--disable-log-stats",
                "--uvicorn-log-level", "warning", *(["--enforce-eager"] if cfg.vllm_enforce_eager else [])]
-        env |= {"VLLM_CPU_KVCACHE_SPACE": str(cfg.vllm_kvcache_gib), "VLLM_NO_USAGE_STATS": "1"}
-        return EngineSpec("vllm", version.id, cmd, port, version.id, env, max_len, version.path)
+        # VLLM_API_KEY is `vllm serve --api-key` read from the environment, out of sight of `ps`
+        env |= {"VLLM_CPU_KVCACHE_SPACE": str(cfg.vllm_kvcache_gib), "VLLM_NO_USAGE_STATS": "1",
+                "VLLM_API_KEY": secret}
+        return EngineSpec("vllm", version.id, cmd, port, version.id, env, max_len, version.path, secret)
     if kind == "transformers":
         cmd = [sys.executable, "-c", "import sys; from transformers.cli.transformers import main; sys.exit(main())",
                "serve", version.path, *host, "--log-level", "warning", "--device", "cpu" if not cuda_available()
@@ -193,6 +225,11 @@ class Engine:
     def base_url(self) -> str:
         return f"http://{_url_host(self.spec.command)}:{self.spec.port}"
 
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """What every request to the engine carries: its per-start secret, if it takes one."""
+        return {"Authorization": f"Bearer {self.spec.secret}"} if self.spec.secret else {}
+
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
@@ -220,7 +257,7 @@ class Engine:
         deadline = time.monotonic() + timeout_s
         probe = {"model": self.spec.served_name, "max_tokens": 1, "stream": False,
                  "messages": [{"role": "user", "content": "ready?"}]}
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as client:
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=30, headers=self.auth_headers) as client:
             while time.monotonic() < deadline:
                 if not self.alive():
                     raise OncoLoopError(f"the {self.spec.kind} engine for {self.spec.version} exited "

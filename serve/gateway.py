@@ -25,14 +25,17 @@ import logging
 import time
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from feedback.keys import ApiKey, KeyStore
+from serve.access import AUDIT_SCOPES, GatewayAuth, require
 from serve.engines import Engine, engine_payload
-from serve.guard import ACTIONS_HEADER, Guard, GuardedChat
+from serve.guard import ACTIONS_HEADER, OPTIONS_HEADER, Guard, GuardedChat, audit_requested
 from serve.pool import EnginePool
+from serve.protocol import RequestLimits, parse_chat, too_large
 from serve.routing import (ALIAS_HEADER, GATEWAY_FIELDS, VERSION_HEADER, RequestError, ab_arm, ab_enabled,
-                           check_chat, check_context, conversation_key, error_body)
+                           check_context, conversation_key, error_body)
 from serve.retrieval import Retriever
 from serve.upstream import Upstream, UpstreamError, UpstreamResponse
 
@@ -54,26 +57,120 @@ def _annotate(obj: dict, engine: Engine, alias: str | None, guarded: GuardedChat
     return obj
 
 
+# text fields of an answer's message (or stream delta) besides ``content`` that the guard redacts too
+EXTRA_TEXT_FIELDS = ("reasoning_content", "reasoning", "refusal")
+LOGPROBS_REMOVED, TOOL_CALLS_REMOVED = "logprobs_removed", "tool_calls_removed"
+
+
+def _remove_unredactable(choice: dict, part: dict, guarded: GuardedChat) -> None:
+    """Drop what cannot be redacted from an answer: per-token log-probabilities and tool calls (the gateway asks for
+    neither; an engine that sends them anyway loses them, and the guard's record says so)."""
+    for holder, name, action in ((choice, "logprobs", LOGPROBS_REMOVED), (part, "tool_calls", TOOL_CALLS_REMOVED)):
+        if holder.get(name) is not None:
+            holder.pop(name)
+            if action not in guarded.actions:
+                guarded.actions.append(action)
+
+
 def _guard_answer(answer: dict, guarded: GuardedChat) -> dict:
-    """A whole answer through the guard: notices first, identifiers and doses redacted."""
+    """A whole answer through the guard: notices first, identifiers and doses redacted in every text field."""
     for choice in answer.get("choices") or []:
         message = choice.get("message") or {}
-        content = message.get("content")
-        if isinstance(content, str):
-            redactor = guarded.redactor_for(choice.get("index", 0))
-            message["content"] = guarded.prefix + (redactor.redact(content) if redactor else content)
+        _remove_unredactable(choice, message, guarded)
+        index = choice.get("index", 0)
+        for name in ("content", *EXTRA_TEXT_FIELDS):
+            text = message.get(name)
+            if isinstance(text, str):
+                redactor = guarded.redactor_for(index, name)
+                message[name] = (guarded.prefix if name == "content" else "") + (
+                    redactor.redact(text) if redactor else text)
     return answer
 
 
-def create_app(pool: EnginePool, guard: Guard | None = None, retriever: Retriever | None = None) -> FastAPI:
+async def read_body(request: Request, limits: RequestLimits) -> bytes:
+    """The request body, refused (413) as soon as it is longer than ``max_body_bytes``, before it is all read."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limits.max_body_bytes:
+        raise too_large(int(declared), limits)
+    parts, size = [], 0
+    async for part in request.stream():
+        size += len(part)
+        if size > limits.max_body_bytes:
+            raise too_large(size, limits)
+        parts.append(part)
+    return b"".join(parts)
+
+
+def prepare_chat(raw: bytes, headers: dict[str, str], limits: RequestLimits, guard: Guard) -> GuardedChat:
+    """Parse and check a request, then the guard's request side: CPU work (JSON, MiniLM, spaCy), never on the
+    event loop."""
+    return guard.prepare(parse_chat(raw, limits), headers)
+
+
+_worker: tuple[Guard, RequestLimits] | None = None
+
+
+def _start_worker(guard_cfg, limits: RequestLimits) -> None:
+    global _worker
+    _worker = (Guard(guard_cfg), limits)
+    _worker[0].warm()
+
+
+def _prepare_in_worker(raw: bytes, headers: dict[str, str]) -> GuardedChat:
+    return prepare_chat(raw, headers, _worker[1], _worker[0])
+
+
+class Preparer:
+    """Runs :func:`prepare_chat` and retrieval: in a worker thread, or for a body over ``process_min_bytes`` in a
+    worker process of its own. Scrubbing a megabyte takes a minute of spaCy, which in this process would hold the
+    GIL and the scrubber's lock against every other request; in its own process it takes one CPU and nothing else.
+    """
+
+    def __init__(self, guard: Guard, retriever: Retriever | None, limits: RequestLimits, process_min_bytes: int):
+        self.guard, self.retriever, self.limits, self.process_min_bytes = guard, retriever, limits, process_min_bytes
+        self._processes = None
+
+    async def __call__(self, raw: bytes, headers: dict[str, str]) -> GuardedChat:
+        if self.process_min_bytes and len(raw) >= self.process_min_bytes:
+            if self._processes is None:  # started at the first big request (it loads the guard's models: seconds)
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                self._processes = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"), _start_worker,
+                                                      (self.guard.cfg, self.limits))
+            guarded = await asyncio.get_running_loop().run_in_executor(self._processes, _prepare_in_worker, raw,
+                                                                       headers)
+        else:
+            guarded = await asyncio.to_thread(prepare_chat, raw, headers, self.limits, self.guard)
+        if self.retriever is not None and guarded.body.get("retrieval") is not False:  # "retrieval": false opts out
+            await asyncio.to_thread(self.retriever.add_context, guarded)
+        return guarded
+
+    def close(self) -> None:
+        if self._processes is not None:
+            self._processes.shutdown(wait=False, cancel_futures=True)
+
+
+def ready_summary(state: dict) -> dict:
+    """``/ready`` for any key: routes and each engine's state, without URLs, process ids or log paths."""
+    engines = {v: {"state": e["state"], "engine": e["engine"]} for v, e in state.get("engines", {}).items()}
+    return {**state, "engines": engines}
+
+
+def create_app(pool: EnginePool, guard: Guard | None = None, retriever: Retriever | None = None,
+               keys: KeyStore | None = None) -> FastAPI:
     """The gateway app over ``pool``.
 
     Args:
         guard: the clinical guard every chat passes (default: ``Guard()`` with the built-in config).
         retriever: approved answers given to the model as context (None: no retrieval).
+        keys: the gateway keys clients must present (default: those of the pool's registry store).
     """
     guard = guard or Guard()
     client = Upstream(timeout=pool.cfg.request_timeout_s, connect_timeout=5.0, max_idle=64)
+    auth = GatewayAuth(keys or KeyStore(pool.registry.store), pool.cfg.key_cache_s)
+    limits = pool.cfg.limits()
+    prepare = Preparer(guard, retriever, limits, pool.cfg.guard_process_min_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -88,25 +185,29 @@ def create_app(pool: EnginePool, guard: Guard | None = None, retriever: Retrieve
             warming.cancel()
             await pool.close()
             await client.aclose()
+            prepare.close()
 
-    app = FastAPI(title="OncoLoop gateway", lifespan=lifespan)
+    # no /docs, /redoc or /openapi.json: every route but /health needs a key
+    app = FastAPI(title="OncoLoop gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.pool = pool
 
     @app.exception_handler(RequestError)
     async def _request_error(_request: Request, e: RequestError):
-        return error_response(e.status, e.message, e.code, e.param)
+        return JSONResponse(error_body(e.message, e.code, e.status, e.param), status_code=e.status, headers=e.headers)
 
     @app.get("/health")
     async def health():
         return {"status": "ok"}
 
     @app.get("/ready")
-    async def ready():
+    async def ready(details: bool = False, key: ApiKey = Depends(auth)):
         ok, state = pool.ready()
-        return JSONResponse(state, status_code=200 if ok else 503)
+        if details:
+            require(key, AUDIT_SCOPES, "/ready?details=true (engine URLs and process ids)")
+        return JSONResponse(state if details else ready_summary(state), status_code=200 if ok else 503)
 
     @app.get("/v1/models")
-    async def models():
+    async def models(_key: ApiKey = Depends(auth)):
         now = int(time.time())
         data = [{"id": alias, "object": "model", "created": now, "owned_by": "oncoloop",
                  "oncoloop": {"alias": alias, "version": version}} for alias, version in pool.routes.items()]
@@ -116,32 +217,32 @@ def create_app(pool: EnginePool, guard: Guard | None = None, retriever: Retrieve
         return {"object": "list", "data": data}
 
     @app.post("/v1/chat/completions")
-    async def chat(request: Request):
-        try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise RequestError(400, f"the request body is not valid JSON ({e}).", "invalid_json")
+    async def chat(request: Request, key: ApiKey = Depends(auth)):
         headers = {k.lower(): v for k, v in request.headers.items()}
-        check_chat(body)
-        # the guard embeds the message (urgent detector) and runs spaCy (scrubber): milliseconds of CPU each,
-        # so in a worker thread, off the event loop that relays every other stream
-        guarded = await asyncio.to_thread(guard.prepare, body, headers)
-        if retriever is not None and body.get("retrieval") is not False:  # "retrieval": false opts out (evaluation)
-            await asyncio.to_thread(retriever.add_context, guarded)
+        if audit_requested(headers):
+            require(key, AUDIT_SCOPES, "the guard's audit mode (X-OncoLoop-Guard: audit)")
+        elif headers.get(OPTIONS_HEADER, "").strip():
+            raise RequestError(400, f"X-OncoLoop-Guard takes one value, `audit`, not {headers[OPTIONS_HEADER]!r}; "
+                               "leave the header out for the normal guard.", "invalid_guard_option")
+        raw = await read_body(request, limits)
+        # parsing, the guard (MiniLM, spaCy) and retrieval cost milliseconds of CPU per message, a minute for a
+        # megabyte: in a worker thread (a process for big bodies), off the event loop that relays every other stream
+        guarded = await prepare(raw, headers)
         body, messages = guarded.body, guarded.body["messages"]
         arm = None
         if body["model"] == "champion" and ab_enabled(body, headers):
             arm = ab_arm(conversation_key(body, headers), pool.cfg.challenger_share)
         engine, alias = pool.pick(body["model"], arm)
         max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
-        tokens = pool.prompt_tokens(engine, messages)
+        tokens = await asyncio.to_thread(pool.prompt_tokens, engine, messages)
         if tokens is not None:
             check_context(tokens, max_tokens, engine.spec.context)
         payload = engine_payload(engine.spec.kind, {k: v for k, v in body.items() if k not in GATEWAY_FIELDS},
                                  engine.spec.served_name)
         engine.inflight += 1  # before any await, so a swap never stops an engine with a request on its way
         try:
-            upstream = await client.post(f"{engine.base_url}/v1/chat/completions", json.dumps(payload).encode())
+            upstream = await client.post(f"{engine.base_url}/v1/chat/completions", json.dumps(payload).encode(),
+                                         engine.auth_headers)
         except UpstreamError as e:
             engine.inflight -= 1
             return _engine_failure(engine, e)
@@ -162,6 +263,7 @@ def create_app(pool: EnginePool, guard: Guard | None = None, retriever: Retrieve
             await upstream.aclose()
             engine.inflight -= 1
         answer = _guard_answer(answer, guarded)
+        headers_out[ACTIONS_HEADER] = ",".join(guarded.actions)
         return JSONResponse(_annotate(answer, engine, alias, guarded, guarded.all_actions()), headers=headers_out)
 
     return app
@@ -237,14 +339,31 @@ def _raw_rewriter(engine: Engine, alias: str | None, guarded: GuardedChat):
         first = b""
         if notice:
             first, notice = _notice_chunk(json.loads(line[6:]), notice, engine, alias, guarded, guarded.actions), ""
-        for old, new in names:
-            if old in line:
-                return first + line.replace(old, new, 1)[:-1] + tail + b"\n\n"
-        # an engine that words "model" differently: the slow, sure way
-        return first + b"data: " + json.dumps(_annotate(json.loads(line[6:]), engine, alias, guarded,
-                                                        guarded.actions)).encode() + b"\n\n"
+        if not _unredactable(line):
+            for old, new in names:
+                if old in line:
+                    return first + line.replace(old, new, 1)[:-1] + tail + b"\n\n"
+        # an engine that words "model" differently, or sends what must go: the slow, sure way
+        chunk = json.loads(line[6:])
+        for choice in chunk.get("choices") or []:
+            _remove_unredactable(choice, choice.get("delta") or {}, guarded)
+        return first + b"data: " + json.dumps(_annotate(chunk, engine, alias, guarded, guarded.actions)
+                                              ).encode() + b"\n\n"
 
     return rewrite
+
+
+def _unredactable(line: bytes) -> bool:
+    """Whether a chunk's text may carry tool calls or log-probabilities (not ``"logprobs": null``).
+
+    >>> _unredactable(b'data: {"choices": [{"delta": {"content": "x"}, "logprobs": null}]}')
+    False
+    >>> _unredactable(b'data: {"choices": [{"delta": {"content": "x"}, "logprobs": {"content": []}}]}')
+    True
+    """
+    if b'"tool_calls"' in line:
+        return True
+    return line.count(b'"logprobs"') > line.count(b'"logprobs":null') + line.count(b'"logprobs": null')
 
 
 def _guarded_rewriter(engine: Engine, alias: str | None, guarded: GuardedChat):
@@ -266,14 +385,19 @@ def _guarded_rewriter(engine: Engine, alias: str | None, guarded: GuardedChat):
         if notice and "error" not in chunk:
             first, notice = _notice_chunk(chunk, notice, engine, alias, guarded, guarded.actions), ""
         for choice in chunk.get("choices") or []:
-            redactor = guarded.redactor_for(choice.get("index", 0))
             delta = choice.get("delta") or {}
-            text = redactor.feed(delta.get("content") or "")
-            if choice.get("finish_reason") is not None:
-                text += redactor.flush()
-            if delta.get("content") is not None or text:
-                delta["content"] = text
-                choice["delta"] = delta
+            _remove_unredactable(choice, delta, guarded)
+            index = choice.get("index", 0)
+            for name in ("content", *EXTRA_TEXT_FIELDS):
+                if name != "content" and delta.get(name) is None and (index, name) not in guarded.redactors:
+                    continue
+                redactor = guarded.redactor_for(index, name)
+                text = redactor.feed(delta.get(name) or "")
+                if choice.get("finish_reason") is not None:
+                    text += redactor.flush()
+                if delta.get(name) is not None or text:
+                    delta[name] = text
+                    choice["delta"] = delta
         last = chunk
         return first + b"data: " + json.dumps(_annotate(chunk, engine, alias, guarded, guarded.all_actions())
                                               ).encode() + b"\n\n"

@@ -286,20 +286,22 @@ class GuardedChat:
     prefix: str  # notices to put before the answer ("" when none)
     redactor: Redactor | None  # None: nothing to watch for in the answer (the fast path)
     conditions: list[str] = field(default_factory=list)
-    redactors: dict[int, Redactor] = field(default_factory=dict)  # one per choice index (n > 1)
+    # one per choice index (n > 1) and text field (content, reasoning_content, refusal ...)
+    redactors: dict[tuple[int, str], Redactor] = field(default_factory=dict)
     context: list[dict] = field(default_factory=list)  # approved answers given as context (serve.retrieval)
 
-    def redactor_for(self, index: int) -> Redactor | None:
-        """The answer-side redactor of choice ``index`` (None when nothing needs redacting)."""
+    def redactor_for(self, index: int, field_name: str = "content") -> Redactor | None:
+        """The answer-side redactor of choice ``index``'s ``field_name`` (None when nothing needs redacting)."""
         if self.redactor is None:
             return None
-        if index not in self.redactors:
-            self.redactors[index] = copy.deepcopy(self.redactor)  # the template stays untouched
-        return self.redactors[index]
+        key = (index, field_name)
+        if key not in self.redactors:
+            self.redactors[key] = copy.deepcopy(self.redactor)  # the template stays untouched
+        return self.redactors[key]
 
     def flush_all(self) -> str:
         """What the redactors still hold (a stream that ended without a ``finish_reason`` chunk)."""
-        return "".join(r.flush() for r in self.redactors.values())
+        return "".join(r.flush() for (_, name), r in self.redactors.items() if name == "content")
 
     def all_actions(self) -> list[str]:
         """Request-side actions plus what the redactors did so far (each once, in order)."""
@@ -307,6 +309,16 @@ class GuardedChat:
         for r in self.redactors.values():
             actions += [a for a in r.actions if a not in actions]
         return actions
+
+
+def audit_requested(headers: dict[str, str]) -> bool:
+    """Whether the request asks for audit mode: ``X-OncoLoop-Guard: audit`` exactly (the gateway lets only keys with
+    the ``eval`` or ``admin`` scope ask).
+
+    >>> audit_requested({"x-oncoloop-guard": "audit"}), audit_requested({"x-oncoloop-guard": "no-audit"})
+    (True, False)
+    """
+    return str(headers.get(OPTIONS_HEADER, "")).strip().lower() == AUDIT
 
 
 class Guard:
@@ -328,20 +340,22 @@ class Guard:
         return detect_urgent(text, self.detector) if self.cfg.urgent_model else rule_conditions(text)
 
     def prepare(self, body: dict, headers: dict[str, str]) -> GuardedChat:
-        """Apply the request-side rules to a checked chat body (``serve.routing.check_chat`` passed)."""
+        """Apply the request-side rules to a checked chat body (``serve.protocol.parse_chat`` passed)."""
         cfg = self.cfg
-        audit = cfg.allow_audit and AUDIT in str(headers.get(OPTIONS_HEADER, "")).lower()
+        audit = cfg.allow_audit and audit_requested(headers)
         messages = body["messages"]
         actions = [PREAMBLE if cfg.send_preamble else PREAMBLE_OFF] + ([AUDIT] if audit else [])
-        client_text = "\n".join(m["content"] for m in messages if m["role"] in ("user", "system"))
-        last_user = next(m["content"] for m in reversed(messages) if m["role"] == "user" and m["content"].strip())
-        if is_override_attempt(client_text):
+        # every role is the client's text: an assistant turn or a tool result it sends back may hold identifiers
+        # too, and instructions in a tool result are as much an override attempt as in a user message
+        client_text = "\n".join(m["content"] for m in messages)
+        if is_override_attempt("\n".join(m["content"] for m in messages if m["role"] != "assistant")):
             actions.append(OVERRIDE_IGNORED)
+        last_user = next(m["content"] for m in reversed(messages) if m["role"] == "user" and m["content"].strip())
         identifiers = find_identifiers(client_text) if (cfg.strip_identifiers or cfg.redact_identifiers) else []
         out = [{"role": "system", "content": cfg.preamble}] if cfg.send_preamble else []
         for m in messages:
             content = m["content"]
-            if cfg.strip_identifiers and not audit and m["role"] != "assistant":
+            if cfg.strip_identifiers and not audit:
                 content = scrub(content)
             if m["role"] == "system":
                 content = CLIENT_SYSTEM_LABEL + content

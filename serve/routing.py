@@ -14,9 +14,11 @@ GATEWAY_FIELDS = ("conversation_id", "ab", "retrieval")  # body fields the gatew
 class RequestError(Exception):
     """A request the gateway answers with an OpenAI-format error instead of forwarding it."""
 
-    def __init__(self, status: int, message: str, code: str, param: str | None = None):
+    def __init__(self, status: int, message: str, code: str, param: str | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.message, self.code, self.param = status, message, code, param
+        self.headers = headers
 
 
 def error_body(message: str, code: str, status: int, param: str | None = None) -> dict:
@@ -70,36 +72,6 @@ def ab_enabled(body: dict, headers: dict[str, str]) -> bool:
     if str(headers.get(AB_HEADER, "")).lower() in ("off", "0", "false", "no"):
         return False
     return body.get("ab", True) is not False
-
-
-def check_chat(body) -> list[dict]:
-    """The request's messages, checked; raises :class:`RequestError` for what an engine would choke on.
-
-    >>> check_chat({"model": "champion", "messages": [{"role": "user", "content": "Hi"}]})
-    [{'role': 'user', 'content': 'Hi'}]
-    """
-    if not isinstance(body, dict):
-        raise RequestError(400, "the request body must be a JSON object.", "invalid_body")
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        raise RequestError(400, "`model` is required: champion, challenger or a version id.", "missing_model",
-                           "model")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise RequestError(400, "`messages` must be a non-empty list of {role, content} objects.",
-                           "empty_messages", "messages")
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
-                or not isinstance(m.get("content"), str):
-            raise RequestError(400, f"messages[{i}] must be an object with role system, user or assistant "
-                               "and string content.", "invalid_message", f"messages[{i}]")
-    if not any(m["role"] == "user" and m["content"].strip() for m in messages):
-        raise RequestError(400, "the chat has no user message with text; ask a question.", "empty_messages",
-                           "messages")
-    max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
-    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool)
-                                   or max_tokens < 1):
-        raise RequestError(400, "`max_tokens` must be a positive integer.", "invalid_max_tokens", "max_tokens")
-    return messages
 
 
 def check_context(prompt_tokens: int, max_tokens: int | None, context: int) -> None:

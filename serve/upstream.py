@@ -96,8 +96,9 @@ class Upstream:
         self.timeout, self.connect_timeout, self.max_idle = timeout, connect_timeout, max_idle
         self._idle: dict[tuple[str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
 
-    async def post(self, url: str, body: bytes) -> UpstreamResponse:
-        """POST ``body`` (JSON) to ``url``; returns once the status line and headers are in.
+    async def post(self, url: str, body: bytes, headers: dict[str, str] | None = None) -> UpstreamResponse:
+        """POST ``body`` (JSON) to ``url`` with extra ``headers`` (the engine's key); returns once the status line
+        and headers are in.
 
         Raises:
             UpstreamError: the engine cannot be reached or answers with broken HTTP.
@@ -105,7 +106,8 @@ class Upstream:
         parts = urlsplit(url)
         key = (parts.hostname or "127.0.0.1", parts.port or 80)
         head = (f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {key[0]}:{key[1]}\r\nContent-Type: application/json\r\n"
-                f"Accept: */*\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+                f"Accept: */*\r\nContent-Length: {len(body)}\r\n"
+                + "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items()) + "\r\n").encode()
         for attempt in (0, 1):  # a kept-alive connection the engine closed as we sent: retry on a fresh one
             idle = self._take_idle(key) if attempt == 0 else None
             reused = idle is not None

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from feedback.errors import OncoLoopError
+from feedback.keys import client_key
 from ui.config import UIConfig
 
 
@@ -44,12 +45,16 @@ def chunk_meta(chunk) -> dict:
 class GatewayClient:
     """Streams chat answers from the gateway and tells whether an A/B test runs there."""
 
-    def __init__(self, cfg: UIConfig):
+    def __init__(self, cfg: UIConfig, api_key: str | None = None):
+        """Args:
+            api_key: the gateway key (default: ``$ONCOLOOP_API_KEY``, else the UI's own local key, scope ``chat``).
+        """
         from openai import OpenAI
 
         self.cfg = cfg
         self.base = cfg.gateway_url.rstrip("/").removesuffix("/v1")
-        self.client = OpenAI(base_url=f"{self.base}/v1", api_key="oncoloop-ui", timeout=cfg.request_timeout_s,
+        self.api_key = api_key or client_key("ui", ("chat",))
+        self.client = OpenAI(base_url=f"{self.base}/v1", api_key=self.api_key, timeout=cfg.request_timeout_s,
                              max_retries=cfg.max_retries)
         self._status: tuple[float, tuple] = (-1e9, (None, None))
         self._lock = threading.Lock()
@@ -112,7 +117,8 @@ class GatewayClient:
             if time.monotonic() - at < self.cfg.ab_status_ttl_s:
                 return status
         try:
-            state = httpx.get(f"{self.base}/ready", timeout=3.0).json()
+            state = httpx.get(f"{self.base}/ready", timeout=3.0,
+                              headers={"Authorization": f"Bearer {self.api_key}"}).json()
             share = state.get("challenger_share")
             status = (dict(state.get("routes") or {}), float(share) if share is not None else None)
         except (httpx.HTTPError, ValueError, AttributeError, TypeError):

@@ -97,7 +97,7 @@ def test_the_transformers_engine_streams_the_oncology_version_through_the_gatewa
     gw = Gateway(oncoloop_home, "--engine", "transformers", "challenger_share=0")
     try:
         gw.wait(lambda s: s.get("ready"), 600, "the transformers engine to answer")
-        client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="not-needed", max_retries=0, timeout=300)
+        client = gw.client(timeout=300)
         chunks = list(client.chat.completions.create(
             model="champion", messages=[{"role": "user", "content": UNSEEN[1]}], max_tokens=48, stream=True))
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from feedback.db import open_store
+from feedback.keys import local_key
 from feedback.settings import get_settings
 from serve.engines import free_port, stop_group
 from serve.registry import Registry
@@ -28,6 +29,9 @@ class Gateway:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # the tests' own gateway key (admin: /ready's details too), kept in the home as OncoLoop's clients keep theirs
+        self.key = local_key("tests", ("admin",), get_settings({"ONCOLOOP_HOME": str(home)}))
+        self.headers = {"Authorization": f"Bearer {self.key}"}
         self.log = home / "gateway.log"
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
@@ -42,13 +46,23 @@ class Gateway:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"the gateway exited:\n{self.log.read_text()[-3000:]}"
             try:
-                state = httpx.get(f"{self.url}/ready", timeout=5).json()
+                state = self.ready()
                 if until(state):
                     return state
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
         raise AssertionError(f"timed out waiting for {what}; last state {state}\n{self.log.read_text()[-3000:]}")
+
+    def ready(self) -> dict:
+        """``/ready`` with the details (engine URLs, process ids)."""
+        return httpx.get(f"{self.url}/ready?details=true", timeout=5, headers=self.headers).json()
+
+    def client(self, timeout: float = 60):
+        """An ``openai`` client of this gateway, with the tests' key."""
+        import openai
+
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=self.key, max_retries=0, timeout=timeout)
 
     def stop(self) -> None:
         stop_group(self.proc, 30)

@@ -11,6 +11,7 @@ import asyncio
 import json
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import openai
@@ -19,6 +20,9 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from feedback.db import open_store
+from feedback.keys import KeyStore
+from feedback.settings import get_settings
 from serve.config import ServeConfig
 from serve.engines import Engine, EngineSpec, free_port
 from serve.gateway import create_app
@@ -80,6 +84,17 @@ class ScriptedPool:
         return True, {"ready": True}
 
 
+KEYS: dict[str, str] = {}  # gateway URL -> the tests' key there (scope admin)
+
+
+def serve_gateway(pool, home: Path, guard: Guard | None = None, retriever=None):
+    """The gateway app over ``pool`` in a thread, its keys in a store of ``home``; the tests' key in :data:`KEYS`."""
+    keys = KeyStore(open_store(get_settings({"ONCOLOOP_HOME": str(home)})))
+    url, server, thread = serve_in_thread(create_app(pool, guard or Guard(), retriever, keys=keys))
+    KEYS[url] = keys.create("tests", ["admin"])[1]
+    return url, server, thread
+
+
 def serve_in_thread(app) -> tuple[str, uvicorn.Server, threading.Thread]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -99,7 +114,7 @@ def scripted(tmp_path_factory):
     port = int(engine_url.rsplit(":", 1)[1])
     spec = EngineSpec("transformers", "v1", ["scripted", "--host", "127.0.0.1"], port, "/models/v1")
     pool = ScriptedPool(Engine(spec, tmp_path_factory.mktemp("engine-logs")))
-    gateway_url, server, thread = serve_in_thread(create_app(pool, Guard()))
+    gateway_url, server, thread = serve_gateway(pool, tmp_path_factory.mktemp("keys") / "home")
     yield engine, gateway_url
     for s, t in ((server, thread), (engine_server, engine_thread)):
         s.should_exit = True
@@ -107,7 +122,7 @@ def scripted(tmp_path_factory):
 
 
 def client(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key="not-needed", max_retries=0, timeout=60)
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=KEYS[url], max_retries=0, timeout=60)
 
 
 def ask(url: str, question: str, stream: bool, **extra):
@@ -200,6 +215,7 @@ def test_guard_on_the_real_gateway_and_tiny_model(oncoloop_home, tiny_base):
                  "configs/guard/default.yaml")
     try:
         gw.wait(lambda s: s.get("ready"))
+        KEYS[gw.url] = gw.key
         question = "Man on treatment for prostate cancer now has back pain and leg weakness since this morning."
         for stream in (False, True):
             headers, text, guard, chunks = ask(gw.url, question, stream, max_tokens=4)
@@ -207,7 +223,8 @@ def test_guard_on_the_real_gateway_and_tiny_model(oncoloop_home, tiny_base):
             assert headers["x-oncoloop-version"] == "v1" and {c.model for c in chunks} == {"v1"}
         _, _, guard, _ = ask(gw.url, "What is febrile neutropenia?", True, max_tokens=4)
         assert guard == ["preamble"]
-        r = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "champion", "messages": []}, timeout=30)
+        r = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "champion", "messages": []}, timeout=30,
+                       headers=gw.headers)
         assert r.status_code == 400  # bad input is still refused before the guard
     finally:
         gw.stop()

@@ -7,11 +7,10 @@ import pytest
 from feedback.store import FeedbackStore
 from finetune.prompt import CONTEXT_HEADER
 from serve.engines import Engine, EngineSpec
-from serve.gateway import create_app
 from serve.guard import Guard
 from serve.registry import main as registry_cli
 from serve.retrieval import Retriever, last_question, with_context
-from tests.serve.test_guard_gateway import ScriptedEngine, ScriptedPool, ask, serve_in_thread
+from tests.serve.test_guard_gateway import ScriptedEngine, ScriptedPool, ask, serve_gateway, serve_in_thread
 
 QUESTION = "What is the usual first-line treatment for hairy cell leukaemia?"
 REWORDED = "Newly diagnosed hairy cell leukemia: what do we give first?"  # cosine 0.81 to QUESTION
@@ -47,7 +46,7 @@ def retrieval_gateway(tmp_path_factory):
     spec = EngineSpec("transformers", "v1", ["scripted", "--host", "127.0.0.1"], int(engine_url.rsplit(":", 1)[1]),
                       "/models/v1")
     pool = ScriptedPool(Engine(spec, tmp_path_factory.mktemp("engine-logs")))
-    url, server, thread = serve_in_thread(create_app(pool, Guard(), Retriever(k=2, min_similarity=0.5, store=store)))
+    url, server, thread = serve_gateway(pool, home, Guard(), Retriever(k=2, min_similarity=0.5, store=store))
     yield engine, url, review
     for s, t in ((server, thread), (engine_server, engine_thread)):
         s.should_exit = True

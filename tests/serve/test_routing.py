@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -6,7 +7,8 @@ from feedback.errors import OncoLoopError
 from finetune.config import load_config
 from serve.config import ServeConfig
 from serve.engines import choose_engine, engine_spec
-from serve.routing import RequestError, ab_arm, check_chat, check_context, conversation_key
+from serve.protocol import RequestLimits, parse_chat
+from serve.routing import RequestError, ab_arm, check_context, conversation_key
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,18 +32,24 @@ def test_conversation_key_prefers_explicit_ids():
     assert conversation_key(later_turn, {}) == "first:q"
 
 
-@pytest.mark.parametrize("body,code", [
-    ([], "invalid_body"),
-    ({"messages": [{"role": "user", "content": "q"}]}, "missing_model"),
-    ({"model": "champion"}, "empty_messages"),
-    ({"model": "champion", "messages": [{"role": "system", "content": "only a preamble"}]}, "empty_messages"),
-    ({"model": "champion", "messages": [{"role": "user", "content": ["parts"]}]}, "invalid_message"),
-    ({"model": "champion", "messages": [{"role": "user", "content": "q"}], "max_tokens": 0}, "invalid_max_tokens"),
+@pytest.mark.parametrize("body,code,param", [
+    ([], "invalid_body", None),
+    ({"messages": [{"role": "user", "content": "q"}]}, "invalid_request", "model"),
+    ({"model": "champion"}, "invalid_request", "messages"),
+    ({"model": "champion", "messages": [{"role": "system", "content": "only a preamble"}]}, "empty_messages",
+     "messages"),
+    ({"model": "champion", "messages": [{"role": "user", "content": ["parts"]}]}, "invalid_request",
+     "messages[0].content"),
+    ({"model": "champion", "messages": [{"role": "robot", "content": "q"}]}, "invalid_request", "messages[0].role"),
+    ({"model": "champion", "messages": [{"role": "user", "content": "q"}], "max_tokens": 0}, "invalid_request",
+     "max_tokens"),
 ])
-def test_check_chat_refuses(body, code):
+def test_parse_chat_refuses(body, code, param):
     with pytest.raises(RequestError) as e:
-        check_chat(body)
+        parse_chat(json.dumps(body).encode(), RequestLimits())
     assert e.value.status == 400 and e.value.code == code
+    assert e.value.param is None or e.value.param.startswith(param)
+    assert "fix it" in e.value.message or "ask a question" in e.value.message or "JSON object" in e.value.message
 
 
 def test_context_check():

@@ -32,7 +32,7 @@ def test_vllm_engine_answers_through_the_gateway(vllm_venv, smollm_champion, onc
     try:
         state = gw.wait(lambda s: s.get("ready"), 900, "vLLM to answer")
         assert state["engines"][version]["engine"] == "vllm"
-        client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key="not-needed", max_retries=0, timeout=120)
+        client = gw.client(timeout=120)
         question = [{"role": "user", "content": "What is febrile neutropenia?"}]
         raw = client.chat.completions.with_raw_response.create(model="champion", messages=question, max_tokens=24)
         answer = raw.parse()
