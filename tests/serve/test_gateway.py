@@ -93,9 +93,9 @@ def test_ab_split_is_sticky_per_conversation(gateway):
      "invalid_request"),
     (json.dumps({"model": "v99", "messages": ASK}).encode(), 404, "model_not_found"),
     (json.dumps({"model": "v3", "messages": ASK}).encode(), 404, "model_not_found"),  # registered, not served
-    (json.dumps({"model": "champion", "messages": [{"role": "user", "content": "neutropenia " * 3000}]}).encode(),
+    (json.dumps({"model": "champion", "messages": [{"role": "user", "content": "neutropenia " * 2500}]}).encode(),
      400, "context_length_exceeded"),
-    (json.dumps({"model": "champion", "messages": ASK, "max_tokens": 5000}).encode(), 400,
+    (json.dumps({"model": "champion", "messages": ASK, "max_tokens": 4000}).encode(), 400,
      "context_length_exceeded"),
 ])
 def test_bad_input_gets_openai_errors_and_serving_goes_on(gateway, body, status, code):
