@@ -29,6 +29,7 @@ import threading
 from functools import lru_cache
 
 from feedback.errors import OncoLoopError
+from feedback.phi_general import general_spans
 from feedback.phi_rules import _CLINICAL_WORDS, _DRUGLIKE, Found, context_spans, legacy_spans, merge
 
 ENGINES = ("rules", "presidio", "oncoloop")
@@ -153,4 +154,4 @@ def find_phi(text: str, engine: str = "oncoloop") -> list[Found]:
         return merge(_presidio_found(text, engine, 0.4))
     if engine != "oncoloop":
         raise OncoLoopError(f"unknown PHI engine {engine!r}; choose one of {', '.join(ENGINES)}.")
-    return merge(_presidio_found(text, engine, 0.4) + legacy_spans(text) + context_spans(text))
+    return merge(_presidio_found(text, engine, 0.4) + legacy_spans(text) + context_spans(text) + general_spans(text))
