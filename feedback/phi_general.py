@@ -45,6 +45,12 @@ def name_lists() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(first), frozenset(last)
 
 
+@lru_cache(maxsize=1)
+def _either() -> frozenset[str]:
+    first, last = name_lists()
+    return first | last
+
+
 # words that are never part of a name here (beyond the stop words and clinical vocabulary)
 _NOT_NAME = frozenset("""dear hi hello thanks regards referral re pt patient nok mdt ward bed bay unit clinic hospital
 centre center street road lane avenue drive close court place house cottage flat apt apartment suite insurance policy
@@ -91,8 +97,8 @@ def _sentence_start(text: str, start: int) -> bool:
 
 def _name_spans(text: str) -> list[Found]:
     first, last = name_lists()
+    both = _either()
     words = [(m.start(), m.end(), m.group(0)) for m in _WORD.finditer(text)]
-    both = first | last
     found: list[Found] = []
     k = 0
     while k < len(words):
@@ -125,8 +131,8 @@ def _name_spans(text: str) -> list[Found]:
         elif style == "lower":  # small letters: a given name and a surname (either order), both known
             ok = len(bases) >= 2 and (
                 (_known(bases[0], first) and _known(bases[1], last))
-                or (_known(bases[0], last) and _known(bases[1], first | last) and all(
-                    _known(b, first | last) for b in bases)))
+                or (_known(bases[0], last) and _known(bases[1], both) and all(
+                    _known(b, both) for b in bases)))
         elif style == "title":
             if len(bases) >= 2:  # a known given name first, or a known surname last ("Frank Delaney", "Ayo Bakare")
                 ok = _known(bases[0], first) or (_known(bases[-1], last) and (
@@ -134,7 +140,7 @@ def _name_spans(text: str) -> list[Found]:
             else:  # one word: a known given name, not opening a sentence ("ask Joanne", "Kasia's")
                 ok = _known(bases[0], first) and bases[0] not in last and not _sentence_start(text, start)
         elif style == "upper":  # capitals: only after a title ("MS LUCY ABERNETHY")
-            ok = (any(_known(b, first | last) for b in bases)
+            ok = (any(_known(b, both) for b in bases)
                   and bool(re.search(r"\b(?:MR|MRS|MS|MISS|MX|DR|PROF)\.?\s+$", text[max(0, start - 6):start])))
         if ok:
             found.append(Found(start, end, "name"))
@@ -162,7 +168,9 @@ def _relative_spans(text: str) -> list[Found]:
     found = []
     for m in _RELATIVE_ANY.finditer(text):
         w = _base(m.group("v"))
-        if _known(w, first) and not _excluded(w):
+        # a known given name; or any capitalised word set off by a comma or a bracket ("daughter (Morag)")
+        marked = m.group("v")[0].isupper() and re.search(r"[,(]\s*$", text[:m.start("v")])
+        if (_known(w, first) or marked) and not _excluded(w):
             s, e = m.span("v")
             e -= 2 if m.group("v").endswith(("'s", "’s")) else 0
             found.append(Found(s, e, "relative_name"))
