@@ -290,8 +290,11 @@ def _address_spans(text: str) -> list[Found]:
         e = _towns(text, e)
         found.append(Found(s, e, "address"))
     for m in _CUE_ADDRESS.finditer(text):
-        s, e = m.span("v")
-        found.append(Found(s, e, "address"))
+        small = [w for w in re.findall(r"[A-Za-z]+", m.group("v")) if w.islower()]
+        if any(w in _STOP and w not in ("the", "y", "de", "la", "of") or w in _CLINICAL_WORDS or _DRUGLIKE.search(w)
+               for w in small):
+            continue  # a sentence, not an address: "3 Willow Close and is on capecitabine"
+        found.append(Found(*m.span("v"), "address"))
     # whatever a postcode closes: "2 Parkside, Wellingborough NN8 1QP"
     for m in _POSTCODE_ANY.finditer(text):
         before = text[max(0, m.start() - 90):m.start()]
