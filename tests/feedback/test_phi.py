@@ -36,6 +36,14 @@ def test_recall_terms_kept_and_clean_text_on_dev(dev_records):
     assert r.clean_untouched >= 0.9
 
 
+def test_recall_on_the_extra_dev_messages(dev_records):
+    """phi_dev_extra.jsonl: other writers and the weak kinds (names in small letters, ages in words, addresses in
+    any case, named wards); a scrubber that removes nothing or everything fails here."""
+    r = _report(read_phi_set(REPO / "data/eval/detectors/phi_dev_extra.jsonl"))
+    assert r.recall >= 0.95, r.missed
+    assert r.keep_kept >= 0.95 and r.clean_untouched >= 0.9, (r.lost_keep, r.clean_untouched)
+
+
 def test_scrub_itself_removes_identifiers_and_keeps_clinical_terms(dev_records):
     """Through ``scrub`` alone (what export and the gateway call): an identity or blank-everything scrubber fails."""
     with_phi = [r for r in dev_records if r["spans"]][::4]

@@ -111,6 +111,20 @@ def test_eval_reports_recall_false_alarms_and_latency(detector, dev_items, tmp_p
     assert "recall:" in out and "false alarms:" in out and "ms per message" in out and "recall per condition" in out
 
 
+def test_cross_validation_reports_held_out_figures(dev_items, capsys):
+    """``cross_validate`` on a stand-in embedder (fast): figures per threshold and condition; a bad --cv says why."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    from serve.urgent import cross_validate
+
+    hashing = HashingVectorizer(n_features=256, alternate_sign=False, norm="l2")
+    r = cross_validate(dev_items, 3, thresholds=(0.5,), embed=lambda t: hashing.transform(t).toarray())
+    assert set(r) == {0.5} and 0.5 <= r[0.5]["recall"] <= 1 and 0 <= r[0.5]["false_alarms"] <= 0.5
+    assert sum(n for _, n in r[0.5]["per_condition"].values()) == sum(i["urgent"] for i in dev_items)
+    assert guard_mod.main(["--cv", "one"]) == 2
+    assert "--cv takes a number of folds" in capsys.readouterr().err
+
+
 def test_eval_says_what_to_do_with_a_malformed_file(tmp_path, capsys):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fever", "urgent": "yes"}\n')
