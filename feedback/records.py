@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 GOOD_SCORE = 4  # a score at or above this is a good rating
 BAD_SCORE = 2  # a score at or below this flags the answer
-APPROVING = ("approve", "edit")
 # ``oncoloop.guard`` actions (serve/guard.py) that change the answer's text as stored
 GUARD_EDITS = ("identifier_redacted:", "dose_redacted", "urgent_notice:", "dosing_notice")
 

@@ -35,8 +35,6 @@ from feedback.settings import get_settings
 from finetune.prompt import CHAT_TEMPLATE
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                   "tokenizer.model")
 # peft_type in adapter_config.json -> the project's method name
 PEFT_METHODS = {"LORA": "lora", "P_TUNING": "ptuning"}
 

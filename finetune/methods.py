@@ -105,11 +105,6 @@ def apply_method(model, cfg: TrainConfig):
     return get_peft_model(model, peft_config)
 
 
-def trainable_state(model) -> dict:
-    """Copies of the trainable parameters, by name (to show training changed them)."""
-    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
 def count_parameters(model) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     total = sum(p.numel() for p in model.parameters())

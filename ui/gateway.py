@@ -106,10 +106,6 @@ class GatewayClient:
         out.finished = True
         yield out
 
-    def routes(self) -> dict[str, str] | None:
-        """The gateway's alias -> version routes (cached a few seconds); None if it does not answer."""
-        return self.status()[0]
-
     def status(self) -> tuple[dict[str, str] | None, float | None]:
         """The gateway's routes and, if its ``/ready`` reports it, its challenger share (cached a few seconds)."""
         with self._lock:

@@ -27,7 +27,6 @@ NOTICE = ("**OncoLoop supports clinicians' decisions; it does not replace clinic
           "Check every answer against current guidelines and the patient in front of you. "
           "Do not enter names, record numbers or other patient identifiers.")
 BLINDED = "blinded (A/B test running)"
-LOGIN_FIRST = "**Error:** log in first (username and password above); nothing was stored."
 THUMBS = {"up": 1, "down": -1}
 STREAM_UPDATE_S = 0.1  # how often a streaming answer is pushed to the page
 
