@@ -108,7 +108,7 @@ def test_judge_on_a_real_endpoint_unreadable_verdicts_error_or_tie(eval_gateway,
     """The tiny model cannot judge: its verdicts are unreadable; policy `error` stops, `tie` counts ties."""
     from eval.judge import load_rubric
 
-    judge = OpenAIJudge(eval_gateway.url, "good", load_rubric(rubric(tmp_path)), max_tokens=8)
+    judge = OpenAIJudge(eval_gateway.url, "good", load_rubric(rubric(tmp_path)), api_key=eval_gateway.key, max_tokens=8)
     args = (["What is ECOG 0?", "Define neutropenia."], ["Fully active.", None], ["Fully active.", "Low ANC."],
             ["Bedbound.", "Neutrophils below 1.5."])
     with pytest.raises(OncoLoopError, match="VERDICT.*judge_unparseable=tie"):
@@ -127,13 +127,16 @@ def test_unreachable_judge_stops_the_gate_before_any_answer(at_eval_home, tmp_pa
     assert champion_of(at_eval_home) == before
 
 
-def test_compare_command_with_a_judge_through_the_gateway(at_eval_home, eval_gateway, tmp_path, capsys):
+def test_compare_command_with_a_judge_through_the_gateway(at_eval_home, eval_gateway, tmp_path, capsys, monkeypatch):
     """`python -m eval.compare` on a running gateway, the judge being that gateway too (unreadable -> ties)."""
     from eval import compare
 
+    monkeypatch.setenv("ONCOLOOP_TEST_JUDGE_KEY", eval_gateway.key)  # the judge's key, named by judge_api_key_env
+
     code = compare.main(["--a", "shuffled", "--b", "good", "--gateway-url", eval_gateway.url, "--set", "general",
                          "limit=3", "max_tokens=8", f"judge_url={eval_gateway.url}", "judge_model=good",
-                         "judge_unparseable=tie", "judge_max_tokens=4", f"judge_rubric={rubric(tmp_path)}"])
+                         "judge_unparseable=tie", "judge_max_tokens=4", f"judge_rubric={rubric(tmp_path)}",
+                         "judge_api_key_env=ONCOLOOP_TEST_JUDGE_KEY"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "general    chrf" in out and "signature nrefs:1|case:mixed|eff:yes|nc:6" in out

@@ -15,9 +15,9 @@ from feedback.store import UI_QUESTION_MAX_CHARS, FeedbackStore, check_question
 def test_migrations_create_feedback_and_registry_tables(store):
     tables = set(inspect(store.store.engine).get_table_names())
     assert {"users", "conversations", "messages", "ratings", "reviews", "store_settings",
-            "model_versions", "aliases", "alias_moves", "alembic_version", "login_failures"} <= tables
+            "model_versions", "aliases", "alias_moves", "alembic_version", "login_failures", "api_keys"} <= tables
     with store.store.engine.connect() as c:
-        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+        assert c.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
     assert {"context_reviews", "redacted_at"} <= {col["name"] for col in inspect(store.store.engine).get_columns("messages")}
     assert "forced" in {col["name"] for col in inspect(store.store.engine).get_columns("alias_moves")}
     FeedbackStore.open()  # upgrading again is a no-op
