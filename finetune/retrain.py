@@ -92,10 +92,14 @@ def main(argv: list[str] | None = None) -> int:
         from eval.gate import run_gate
         from feedback.keys import API_KEY_ENV, local_key
 
-        os.environ.setdefault(API_KEY_ENV, local_key("retrain", ("eval",), settings))
-
-        decision = run_gate(candidate, policy=Path(cfg.gate_policy), sets={"feedback": snap.new_path},
-                            gateway_url=cfg.gateway_url or None, actor=cfg.actor, promote=cfg.promote)
+        given = os.environ.get(API_KEY_ENV)
+        os.environ[API_KEY_ENV] = given or local_key("retrain", ("eval",), settings)
+        try:
+            decision = run_gate(candidate, policy=Path(cfg.gate_policy), sets={"feedback": snap.new_path},
+                                gateway_url=cfg.gateway_url or None, actor=cfg.actor, promote=cfg.promote)
+        finally:  # the key is the gate's only: nothing else in this process (a caller, a test) inherits it
+            if given is None:
+                os.environ.pop(API_KEY_ENV, None)
     _print_summary(snap, candidate, champion.id, decision, time.perf_counter() - started)
     return 0
 

@@ -266,6 +266,7 @@ def test_a_ptuning_challenger_goes_through_the_gate_on_the_adapter_engine(home, 
                     "train_overrides=[epochs=1,tracker=none]"]) == 0
     out = capsys.readouterr().out
     assert "gate PASSED" in out, out[-3000:]
+    assert "ONCOLOOP_API_KEY" not in os.environ  # the gate's key does not leak into the caller's environment
     reg = _registry()
     champion = reg.get("champion")
     assert champion.method == "ptuning" and not champion.mergeable
