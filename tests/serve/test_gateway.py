@@ -163,21 +163,24 @@ def test_promotion_hot_swaps_without_a_failed_request(gateway, served_home):
     slow_lines = slow_response.iter_lines()
     assert slow_response.headers["x-oncoloop-version"] == "v1"
     next(slow_lines)
-    workers = [threading.Thread(target=steady, args=(s,)) for s in (False, True)]
+    # daemon threads, stopped in `finally`: a failed wait below must not leave them looping (pytest would hang)
+    workers = [threading.Thread(target=steady, args=(s,), daemon=True) for s in (False, True)]
     for w in workers:
         w.start()
-    time.sleep(2)
-    registry_at(served_home).set_alias("champion", "v3", "test", "gate passed")
-    v1_pid = gateway.ready()["engines"]["v1"]["pid"]
-    rest = [json.loads(line[6:]) for line in slow_lines if line.startswith("data: {")]
-    slow.__exit__(None, None, None)
-    assert rest and {c["model"] for c in rest} == {"v1"} and rest[-1]["choices"][0]["finish_reason"]
-    gateway.wait(lambda s: s["routes"].get("champion") == "v3", 600, "the swap to v3")
-    gateway.wait(lambda s: "v1" not in s["engines"], 60, "v1's engine to stop after draining")
-    time.sleep(2)
-    stop.set()
-    for w in workers:
-        w.join(120)
+    try:
+        time.sleep(2)
+        registry_at(served_home).set_alias("champion", "v3", "test", "gate passed")
+        v1_pid = gateway.ready()["engines"]["v1"]["pid"]
+        rest = [json.loads(line[6:]) for line in slow_lines if line.startswith("data: {")]
+        slow.__exit__(None, None, None)
+        assert rest and {c["model"] for c in rest} == {"v1"} and rest[-1]["choices"][0]["finish_reason"]
+        gateway.wait(lambda s: s["routes"].get("champion") == "v3", 600, "the swap to v3")
+        gateway.wait(lambda s: "v1" not in s["engines"], 60, "v1's engine to stop after draining")
+        time.sleep(2)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(120)
 
     failures = [r for r in results if r[0].startswith("FAILED")]
     assert not failures, failures
