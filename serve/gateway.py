@@ -157,92 +157,54 @@ def ready_summary(state: dict) -> dict:
     return {**state, "engines": engines}
 
 
-def create_app(pool: EnginePool, guard: Guard | None = None, retriever: Retriever | None = None,
-               keys: KeyStore | None = None) -> FastAPI:
-    """The gateway app over ``pool``.
+class _Gateway:
+    """What the gateway's routes share: the pool, the guard, the engine client, the key check and the limits."""
 
-    Args:
-        guard: the clinical guard every chat passes (default: ``Guard()`` with the built-in config).
-        retriever: approved answers given to the model as context (None: no retrieval).
-        keys: the gateway keys clients must present (default: those of the pool's registry store).
-    """
-    guard = guard or Guard()
-    client = Upstream(timeout=pool.cfg.request_timeout_s, connect_timeout=5.0, max_idle=64)
-    auth = GatewayAuth(keys or KeyStore(pool.registry.store), pool.cfg.key_cache_s)
-    limits = pool.cfg.limits()
-    prepare = Preparer(guard, retriever, limits, pool.cfg.guard_process_min_bytes)
+    def __init__(self, pool: EnginePool, guard: Guard, retriever: Retriever | None, keys: KeyStore | None):
+        self.pool, self.guard = pool, guard
+        self.client = Upstream(timeout=pool.cfg.request_timeout_s, connect_timeout=5.0, max_idle=64)
+        self.auth = GatewayAuth(keys or KeyStore(pool.registry.store), pool.cfg.key_cache_s)
+        self.limits = pool.cfg.limits()
+        self.prepare = Preparer(guard, retriever, self.limits, pool.cfg.guard_process_min_bytes)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        runner = asyncio.create_task(pool.run())
+    async def lifespan(self, _app: FastAPI):
+        runner = asyncio.create_task(self.pool.run())
         # the urgent detector and the scrubber load in a worker thread (seconds): /health answers meanwhile, and
         # a chat that arrives first waits for them there, never on the event loop
-        warming = asyncio.create_task(asyncio.to_thread(guard.warm))
+        warming = asyncio.create_task(asyncio.to_thread(self.guard.warm))
         try:
             yield
         finally:
             runner.cancel()
             warming.cancel()
-            await pool.close()
-            await client.aclose()
-            prepare.close()
+            await self.pool.close()
+            await self.client.aclose()
+            self.prepare.close()
 
-    # no /docs, /redoc or /openapi.json: every route but /health needs a key
-    app = FastAPI(title="OncoLoop gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.pool = pool
-
-    @app.exception_handler(RequestError)
-    async def _request_error(_request: Request, e: RequestError):
-        return JSONResponse(error_body(e.message, e.code, e.status, e.param), status_code=e.status, headers=e.headers)
-
-    @app.get("/health")
-    async def health():
-        return {"status": "ok"}
-
-    @app.get("/ready")
-    async def ready(details: bool = False, key: ApiKey = Depends(auth)):
-        ok, state = pool.ready()
-        if details:
-            require(key, AUDIT_SCOPES, "/ready?details=true (engine URLs and process ids)")
-        return JSONResponse(state if details else ready_summary(state), status_code=200 if ok else 503)
-
-    @app.get("/v1/models")
-    async def models(_key: ApiKey = Depends(auth)):
+    def models(self) -> dict:
         now = int(time.time())
         data = [{"id": alias, "object": "model", "created": now, "owned_by": "oncoloop",
-                 "oncoloop": {"alias": alias, "version": version}} for alias, version in pool.routes.items()]
+                 "oncoloop": {"alias": alias, "version": version}} for alias, version in self.pool.routes.items()]
         data += [{"id": version, "object": "model", "created": now, "owned_by": "oncoloop",
                   "oncoloop": {"version": version, "engine": engine.spec.kind}}
-                 for version, engine in pool.engines.items()]
+                 for version, engine in self.pool.engines.items()]
         return {"object": "list", "data": data}
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request, key: ApiKey = Depends(auth)):
+    async def chat(self, request: Request, key: ApiKey) -> Response:
+        """One chat: checked, guarded (off the event loop), routed, relayed, and the answer guarded."""
         headers = {k.lower(): v for k, v in request.headers.items()}
-        if audit_requested(headers):
-            require(key, AUDIT_SCOPES, "the guard's audit mode (X-OncoLoop-Guard: audit)")
-        elif headers.get(OPTIONS_HEADER, "").strip():
-            raise RequestError(400, f"X-OncoLoop-Guard takes one value, `audit`, not {headers[OPTIONS_HEADER]!r}; "
-                               "leave the header out for the normal guard.", "invalid_guard_option")
-        raw = await read_body(request, limits)
+        check_guard_option(headers, key)
         # parsing, the guard (MiniLM, spaCy) and retrieval cost milliseconds of CPU per message, a minute for a
         # megabyte: in a worker thread (a process for big bodies), off the event loop that relays every other stream
-        guarded = await prepare(raw, headers)
-        body, messages = guarded.body, guarded.body["messages"]
-        arm = None
-        if body["model"] == "champion" and ab_enabled(body, headers):
-            arm = ab_arm(conversation_key(body, headers), pool.cfg.challenger_share)
-        engine, alias = pool.pick(body["model"], arm)
-        max_tokens = body.get("max_tokens", body.get("max_completion_tokens"))
-        tokens = await asyncio.to_thread(pool.prompt_tokens, engine, messages)
-        if tokens is not None:
-            check_context(tokens, max_tokens, engine.spec.context)
-        payload = engine_payload(engine.spec.kind, {k: v for k, v in body.items() if k not in GATEWAY_FIELDS},
+        guarded = await self.prepare(await read_body(request, self.limits), headers)
+        engine, alias = await self.route(guarded, headers)
+        payload = engine_payload(engine.spec.kind, {k: v for k, v in guarded.body.items() if k not in GATEWAY_FIELDS},
                                  engine.spec.served_name)
         engine.inflight += 1  # before any await, so a swap never stops an engine with a request on its way
         try:
-            upstream = await client.post(f"{engine.base_url}/v1/chat/completions", json.dumps(payload).encode(),
-                                         engine.auth_headers)
+            upstream = await self.client.post(f"{engine.base_url}/v1/chat/completions", json.dumps(payload).encode(),
+                                              engine.auth_headers)
         except UpstreamError as e:
             engine.inflight -= 1
             return _engine_failure(engine, e)
@@ -255,16 +217,82 @@ def create_app(pool: EnginePool, guard: Guard | None = None, retriever: Retrieve
             rewriter = _raw_rewriter if guarded.redactor is None else _guarded_rewriter
             return StreamingResponse(_relay(upstream, engine, rewriter(engine, alias, guarded)),
                                      media_type="text/event-stream", headers=headers_out)
-        try:
-            answer = json.loads(await upstream.aread())
-        except (UpstreamError, json.JSONDecodeError) as e:
-            return _engine_failure(engine, e)
-        finally:
-            await upstream.aclose()
-            engine.inflight -= 1
-        answer = _guard_answer(answer, guarded)
-        headers_out[ACTIONS_HEADER] = ",".join(guarded.actions)
-        return JSONResponse(_annotate(answer, engine, alias, guarded, guarded.all_actions()), headers=headers_out)
+        return await _whole_answer(upstream, engine, alias, guarded, headers_out)
+
+    async def route(self, guarded: GuardedChat, headers: dict[str, str]) -> tuple[Engine, str | None]:
+        """The engine for this chat (the A/B split for ``champion``), after checking the prompt fits its context."""
+        body = guarded.body
+        arm = None
+        if body["model"] == "champion" and ab_enabled(body, headers):
+            arm = ab_arm(conversation_key(body, headers), self.pool.cfg.challenger_share)
+        engine, alias = self.pool.pick(body["model"], arm)
+        tokens = await asyncio.to_thread(self.pool.prompt_tokens, engine, body["messages"])
+        if tokens is not None:
+            check_context(tokens, body.get("max_tokens", body.get("max_completion_tokens")), engine.spec.context)
+        return engine, alias
+
+
+def check_guard_option(headers: dict[str, str], key: ApiKey) -> None:
+    """The guard's audit mode needs an eval or admin key; ``X-OncoLoop-Guard`` takes no other value."""
+    if audit_requested(headers):
+        require(key, AUDIT_SCOPES, "the guard's audit mode (X-OncoLoop-Guard: audit)")
+    elif headers.get(OPTIONS_HEADER, "").strip():
+        raise RequestError(400, f"X-OncoLoop-Guard takes one value, `audit`, not {headers[OPTIONS_HEADER]!r}; "
+                           "leave the header out for the normal guard.", "invalid_guard_option")
+
+
+async def _whole_answer(upstream: UpstreamResponse, engine: Engine, alias: str | None, guarded: GuardedChat,
+                        headers_out: dict[str, str]) -> Response:
+    """A non-streamed answer read whole, through the guard, annotated with its version and the guard's actions."""
+    try:
+        answer = json.loads(await upstream.aread())
+    except (UpstreamError, json.JSONDecodeError) as e:
+        return _engine_failure(engine, e)
+    finally:
+        await upstream.aclose()
+        engine.inflight -= 1
+    answer = _guard_answer(answer, guarded)
+    headers_out[ACTIONS_HEADER] = ",".join(guarded.actions)
+    return JSONResponse(_annotate(answer, engine, alias, guarded, guarded.all_actions()), headers=headers_out)
+
+
+async def _request_error(_request: Request, e: RequestError) -> JSONResponse:
+    return JSONResponse(error_body(e.message, e.code, e.status, e.param), status_code=e.status, headers=e.headers)
+
+
+def create_app(pool: EnginePool, guard: Guard | None = None, retriever: Retriever | None = None,
+               keys: KeyStore | None = None) -> FastAPI:
+    """The gateway app over ``pool``.
+
+    Args:
+        guard: the clinical guard every chat passes (default: ``Guard()`` with the built-in config).
+        retriever: approved answers given to the model as context (None: no retrieval).
+        keys: the gateway keys clients must present (default: those of the pool's registry store).
+    """
+    gw = _Gateway(pool, guard or Guard(), retriever, keys)
+    # no /docs, /redoc or /openapi.json: every route but /health needs a key
+    app = FastAPI(title="OncoLoop gateway", lifespan=gw.lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.pool = pool
+    app.add_exception_handler(RequestError, _request_error)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    async def ready(details: bool = False, key: ApiKey = Depends(gw.auth)):
+        ok, state = pool.ready()
+        if details:
+            require(key, AUDIT_SCOPES, "/ready?details=true (engine URLs and process ids)")
+        return JSONResponse(state if details else ready_summary(state), status_code=200 if ok else 503)
+
+    @app.get("/v1/models")
+    async def models(_key: ApiKey = Depends(gw.auth)):
+        return gw.models()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request, key: ApiKey = Depends(gw.auth)):
+        return await gw.chat(request, key)
 
     return app
 
