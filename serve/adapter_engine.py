@@ -37,26 +37,20 @@ def load(base: str, adapter: str):
     return tokenizer, PeftModel.from_pretrained(model, adapter).eval()
 
 
-def create_app(tokenizer, model, served_name: str, secret: str = ""):
-    """The engine's app; with ``secret`` (the gateway's per-start key), ``/v1`` refuses requests without it."""
-    import hmac
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "param": None,
+                                   "code": status}}, status_code=status)
 
-    import torch
-    from fastapi import Depends
-    from transformers import TextIteratorStreamer
 
-    def authorized(request: Request) -> None:
-        from fastapi import HTTPException
+class _AdapterEngine:
+    """One model answering OpenAI chat requests, one generation at a time (the model is not re-entrant)."""
 
-        sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        if secret and not hmac.compare_digest(sent.encode(), secret.encode()):
-            raise HTTPException(401, "this engine answers only its gateway")
+    def __init__(self, tokenizer, model, served_name: str):
+        self.tokenizer, self.model, self.served_name = tokenizer, model, served_name
+        self.lock = threading.Lock()
 
-    app = FastAPI(title=f"OncoLoop adapter engine ({served_name})", dependencies=[Depends(authorized)],
-                  docs_url=None, redoc_url=None, openapi_url=None)
-    lock = threading.Lock()  # one generation at a time: the model is not re-entrant
-
-    def generate_kwargs(body: dict) -> dict:
+    def generate_kwargs(self, body: dict) -> dict:
+        tokenizer = self.tokenizer
         text = tokenizer.apply_chat_template(body["messages"], tokenize=False, add_generation_prompt=True)
         enc = tokenizer(text, return_tensors="pt", add_special_tokens=False)
         temperature = float(body.get("temperature") or 0.0)
@@ -66,9 +60,80 @@ def create_app(tokenizer, model, served_name: str, secret: str = ""):
             kwargs |= {"temperature": temperature, "top_p": float(body.get("top_p") or 1.0)}
         return kwargs
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "param": None,
-                                       "code": status}}, status_code=status)
+    async def chat(self, request: Request):
+        body = await request.json()
+        if body.get("model") != self.served_name:
+            return _error(404, f"this engine serves {self.served_name}, not {body.get('model')!r}.")
+        if not body.get("messages"):
+            return _error(400, "messages must not be empty.")
+        kwargs = self.generate_kwargs(body)
+        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if body.get("stream"):
+            return StreamingResponse(self.events(kwargs, rid, created), media_type="text/event-stream")
+        return await self.whole(kwargs, rid, created)
+
+    async def whole(self, kwargs: dict, rid: str, created: int) -> dict:
+        import torch
+
+        prompt_tokens = kwargs["input_ids"].shape[1]
+
+        def run():
+            with self.lock, torch.no_grad():
+                return self.model.generate(**kwargs)[0, prompt_tokens:]
+
+        out = await asyncio.to_thread(run)
+        text = self.tokenizer.decode(out, skip_special_tokens=True)
+        finish = "length" if len(out) >= kwargs["max_new_tokens"] else "stop"
+        return {"id": rid, "object": "chat.completion", "created": created, "model": self.served_name,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(out),
+                          "total_tokens": prompt_tokens + len(out)}}
+
+    async def events(self, kwargs: dict, rid: str, created: int):
+        """Server-sent chunks of the answer as the model writes it (a generation thread feeds a streamer)."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
+
+        def run_stream():
+            with self.lock, torch.no_grad():
+                self.model.generate(**kwargs, streamer=streamer)
+
+        def chunk(delta: dict, finish: str | None = None) -> str:
+            return "data: " + json.dumps({"id": rid, "object": "chat.completion.chunk", "created": created,
+                                          "model": self.served_name, "choices": [{"index": 0, "delta": delta,
+                                                                                  "finish_reason": finish}]}) + "\n\n"
+
+        threading.Thread(target=run_stream, daemon=True).start()
+        yield chunk({"role": "assistant"})
+        pieces = iter(streamer)
+        while True:
+            piece = await asyncio.to_thread(next, pieces, None)
+            if piece is None:
+                break
+            if piece:
+                yield chunk({"content": piece})
+        yield chunk({}, "stop")
+        yield "data: [DONE]\n\n"
+
+
+def create_app(tokenizer, model, served_name: str, secret: str = ""):
+    """The engine's app; with ``secret`` (the gateway's per-start key), ``/v1`` refuses requests without it."""
+    import hmac
+
+    from fastapi import Depends
+
+    def authorized(request: Request) -> None:
+        from fastapi import HTTPException
+
+        sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if secret and not hmac.compare_digest(sent.encode(), secret.encode()):
+            raise HTTPException(401, "this engine answers only its gateway")
+
+    engine = _AdapterEngine(tokenizer, model, served_name)
+    app = FastAPI(title=f"OncoLoop adapter engine ({served_name})", dependencies=[Depends(authorized)],
+                  docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.get("/health")
     async def health():
@@ -78,55 +143,7 @@ def create_app(tokenizer, model, served_name: str, secret: str = ""):
     async def models():
         return {"object": "list", "data": [{"id": served_name, "object": "model", "owned_by": "oncoloop"}]}
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request):
-        body = await request.json()
-        if body.get("model") != served_name:
-            return error(404, f"this engine serves {served_name}, not {body.get('model')!r}.")
-        if not body.get("messages"):
-            return error(400, "messages must not be empty.")
-        kwargs = generate_kwargs(body)
-        prompt_tokens = kwargs["input_ids"].shape[1]
-        rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
-        if not body.get("stream"):
-            def run():
-                with lock, torch.no_grad():
-                    return model.generate(**kwargs)[0, prompt_tokens:]
-            out = await asyncio.to_thread(run)
-            text = tokenizer.decode(out, skip_special_tokens=True)
-            finish = "length" if len(out) >= kwargs["max_new_tokens"] else "stop"
-            return {"id": rid, "object": "chat.completion", "created": created, "model": served_name,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": finish}],
-                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(out),
-                              "total_tokens": prompt_tokens + len(out)}}
-
-        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
-
-        def run_stream():
-            with lock, torch.no_grad():
-                model.generate(**kwargs, streamer=streamer)
-
-        def chunk(delta: dict, finish: str | None = None) -> str:
-            return "data: " + json.dumps({"id": rid, "object": "chat.completion.chunk", "created": created,
-                                          "model": served_name, "choices": [{"index": 0, "delta": delta,
-                                                                             "finish_reason": finish}]}) + "\n\n"
-
-        async def events():
-            threading.Thread(target=run_stream, daemon=True).start()
-            yield chunk({"role": "assistant"})
-            pieces = iter(streamer)
-            while True:
-                piece = await asyncio.to_thread(next, pieces, None)
-                if piece is None:
-                    break
-                if piece:
-                    yield chunk({"content": piece})
-            yield chunk({}, "stop")
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
-
+    app.add_api_route("/v1/chat/completions", engine.chat, methods=["POST"])
     return app
 
 
