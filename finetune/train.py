@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from feedback.errors import cli_command
@@ -38,16 +39,11 @@ def train(cfg: TrainConfig) -> Path:
     """
     from transformers import set_seed
 
-    from finetune import batching, distributed, methods, tracking
-    from finetune.trainer import (OncoTrainer, last_checkpoint, remove_incomplete_checkpoints, run_directory,
-                                  save_final, training_arguments)
+    from finetune import batching, distributed
+    from finetune.trainer import last_checkpoint, remove_incomplete_checkpoints, run_directory, save_final
 
     # 1. Check the config against the hardware before loading anything heavy.
-    hw = distributed.Hardware.detect()
-    distributed.check_choices(cfg)
-    distributed.check_precision(cfg, hw)
-    ds = distributed.deepspeed_config(cfg, hw)
-    distributed.prepare_environment(use_deepspeed=ds is not None)
+    hw, ds = _check_hardware(cfg)
 
     # 2. Data, and the run directory named after config + data (so a rerun resumes).
     records = batching.load_records(cfg.data)
@@ -58,28 +54,10 @@ def train(cfg: TrainConfig) -> Path:
         print(f"train: {run_name} is already complete: {final_dir} (choose another run_name to train again)")
         return final_dir
 
-    # 3. Model, tokenizer, method; examples tokenised with the response-only loss.
-    set_seed(cfg.seed)
-    model, tokenizer, source = methods.load_base(cfg)
-    records = add_context(records, cfg.context_share, cfg.seed)
-    examples = batching.encode_records(records, tokenizer, cfg.max_seq_len, methods.training_preamble(cfg))
-    model = methods.apply_method(model, cfg)
-    trainable, total = methods.count_parameters(model)
+    # 3-4. Model, tokenizer, method, examples (response-only loss), tracking and the Trainer.
     main_process = distributed.is_main_process()
-    if main_process:
-        print(f"train: {cfg.method} on {source}: {trainable:,} of {total:,} parameters trainable; "
-              f"{len(examples)} of {len(records)} records; ZeRO stage {distributed.zero_stage(ds)}; run {run_dir}")
-
-    # 4. Tracking and the Trainer.
-    meta_config = {**config_dict(cfg), "dataset_sha256": data_sha, "base_source": source}
-    tracker = tracking.make_tracker(cfg, run_dir, run_name, meta_config, main_process)
-    callback = tracking.TrackingCallback(tracker)
-    trainer = OncoTrainer(
-        model=model, args=training_arguments(cfg, run_dir, ds), train_dataset=examples,
-        data_collator=batching.make_collator(cfg.grouping, tokenizer.pad_token_id), processing_class=tokenizer,
-        callbacks=[callback], optimizer_cls_and_kwargs=distributed.client_optimizer(cfg, hw, ds),
-        grouping=cfg.grouping, response_only_head=cfg.response_only_head,
-    )
+    run = _build_run(cfg, records, hw, ds, run_dir, run_name, data_sha, main_process)
+    trainer, tokenizer, callback, tracker, examples = run.trainer, run.tokenizer, run.callback, run.tracker, run.examples
 
     # 5. Train, resuming from the newest complete checkpoint if a previous run was killed.
     resume = last_checkpoint(run_dir)
@@ -94,30 +72,93 @@ def train(cfg: TrainConfig) -> Path:
     # 6. Save the adapter or model, the tokenizer and train_meta.json.
     save_final(trainer, tokenizer, final_dir)
     if main_process:
-        history = trainer.state.log_history
-        speeds = [e["tokens_per_second"] for e in callback.history if "tokens_per_second" in e]
-        metrics = {
-            "train_loss": result.training_loss, "global_step": trainer.state.global_step,
-            "losses": [{"step": e["step"], "loss": e["loss"]} for e in history if "loss" in e],
-            "grad_norms": [e["grad_norm"] for e in history if "grad_norm" in e],
-            "tokens_per_second": sum(speeds) / len(speeds) if speeds else None, "tokens_per_second_log": speeds,
-            "peak_memory_gib": distributed.peak_memory_gib(),
-            "real_tokens_seen": trainer.state.num_input_tokens_seen, "seconds": round(seconds, 2),
-            "trainable_parameters": trainable, "total_parameters": total, "resumed_from": resume,
-            "world_size": distributed.world_size(),
-        }
-        meta = {
-            "method": cfg.method, "base": cfg.base, "base_source": source, "mergeable": cfg.method != "ptuning",
-            "config": config_dict(cfg), "deepspeed": ds, "run_name": run_name,
-            "dataset": {"paths": list(cfg.data), "sha256": data_sha, "records": len(records),
-                        "examples": len(examples), "real_tokens": batching.real_tokens(examples)},
-            "metrics": metrics,
-        }
-        (final_dir / "train_meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
+        metrics = _write_train_meta(cfg, trainer, callback, result, final_dir, seconds=seconds, resume=resume,
+                                    counts=(run.trainable, run.total, len(records)), examples=examples,
+                                    provenance=(ds, run_name, run.source, data_sha))
         tracker.summary({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         print(f"train: done in {seconds:.1f}s, loss {result.training_loss:.4f}; saved {final_dir}")
     tracker.finish()
     return final_dir
+
+
+@dataclass
+class _Run:
+    trainer: object
+    tokenizer: object
+    callback: object
+    tracker: object
+    examples: list
+    source: str
+    trainable: int
+    total: int
+
+
+def _build_run(cfg: TrainConfig, records: list, hw, ds, run_dir: Path, run_name: str, data_sha: str,
+               main_process: bool) -> _Run:
+    """Model, tokenizer and method; examples tokenised with the response-only loss; tracking; the Trainer."""
+    from finetune import batching, distributed, methods, tracking
+    from finetune.trainer import OncoTrainer, training_arguments
+
+    model, tokenizer, source = methods.load_base(cfg)
+    records = add_context(records, cfg.context_share, cfg.seed)
+    examples = batching.encode_records(records, tokenizer, cfg.max_seq_len, methods.training_preamble(cfg))
+    model = methods.apply_method(model, cfg)
+    trainable, total = methods.count_parameters(model)
+    if main_process:
+        print(f"train: {cfg.method} on {source}: {trainable:,} of {total:,} parameters trainable; "
+              f"{len(examples)} of {len(records)} records; ZeRO stage {distributed.zero_stage(ds)}; run {run_dir}")
+    meta_config = {**config_dict(cfg), "dataset_sha256": data_sha, "base_source": source}
+    tracker = tracking.make_tracker(cfg, run_dir, run_name, meta_config, main_process)
+    callback = tracking.TrackingCallback(tracker)
+    trainer = OncoTrainer(
+        model=model, args=training_arguments(cfg, run_dir, ds), train_dataset=examples,
+        data_collator=batching.make_collator(cfg.grouping, tokenizer.pad_token_id), processing_class=tokenizer,
+        callbacks=[callback], optimizer_cls_and_kwargs=distributed.client_optimizer(cfg, hw, ds),
+        grouping=cfg.grouping, response_only_head=cfg.response_only_head,
+    )
+    return _Run(trainer, tokenizer, callback, tracker, examples, source, trainable, total)
+
+
+def _check_hardware(cfg: TrainConfig):
+    """The hardware and the DeepSpeed config (None without DeepSpeed), after checking the config's choices."""
+    from finetune import distributed
+
+    hw = distributed.Hardware.detect()
+    distributed.check_choices(cfg)
+    distributed.check_precision(cfg, hw)
+    ds = distributed.deepspeed_config(cfg, hw)
+    distributed.prepare_environment(use_deepspeed=ds is not None)
+    return hw, ds
+
+
+def _write_train_meta(cfg: TrainConfig, trainer, callback, result, final_dir: Path, *, seconds: float, resume,
+                      counts: tuple[int, int, int], examples, provenance: tuple) -> dict:
+    """``train_meta.json`` next to the saved run: config, data, metrics; returns the metrics."""
+    from finetune import batching, distributed
+
+    trainable, total, n_records = counts
+    ds, run_name, source, data_sha = provenance
+    history = trainer.state.log_history
+    speeds = [e["tokens_per_second"] for e in callback.history if "tokens_per_second" in e]
+    metrics = {
+        "train_loss": result.training_loss, "global_step": trainer.state.global_step,
+        "losses": [{"step": e["step"], "loss": e["loss"]} for e in history if "loss" in e],
+        "grad_norms": [e["grad_norm"] for e in history if "grad_norm" in e],
+        "tokens_per_second": sum(speeds) / len(speeds) if speeds else None, "tokens_per_second_log": speeds,
+        "peak_memory_gib": distributed.peak_memory_gib(),
+        "real_tokens_seen": trainer.state.num_input_tokens_seen, "seconds": round(seconds, 2),
+        "trainable_parameters": trainable, "total_parameters": total, "resumed_from": resume,
+        "world_size": distributed.world_size(),
+    }
+    meta = {
+        "method": cfg.method, "base": cfg.base, "base_source": source, "mergeable": cfg.method != "ptuning",
+        "config": config_dict(cfg), "deepspeed": ds, "run_name": run_name,
+        "dataset": {"paths": list(cfg.data), "sha256": data_sha, "records": n_records,
+                    "examples": len(examples), "real_tokens": batching.real_tokens(examples)},
+        "metrics": metrics,
+    }
+    (final_dir / "train_meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
+    return metrics
 
 
 @cli_command
