@@ -37,8 +37,8 @@ from finetune.retrain_steps import (RetrainLock, Snapshot, build_snapshot, candi
 DEFAULT_CONFIG = Path("configs/retrain/smollm2_cpu.yaml")
 
 
-@cli_command
-def main(argv: list[str] | None = None) -> int:
+def _parse(argv: list[str] | None) -> tuple[RetrainConfig, bool]:
+    """The checked RetrainConfig (file, then options, then key=value overrides) and whether this is a dry run."""
     parser = argparse.ArgumentParser(prog="python -m finetune.retrain", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help=f"a RetrainConfig YAML (default {DEFAULT_CONFIG})")
     parser.add_argument("--method", choices=("lora", "ptuning", "full"), help="default: the recipe's (LoRA)")
@@ -54,7 +54,31 @@ def main(argv: list[str] | None = None) -> int:
     config_file = args.config or (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
     cfg = load_config(RetrainConfig, config_file, overrides)
     check_config(cfg)
+    return cfg, args.dry_run
 
+
+def _gate(candidate: str, cfg: RetrainConfig, snap: Snapshot, settings):
+    """The gate's decision on ``candidate``; only a pass moves the champion (a running gateway then hot-swaps).
+
+    It asks the gateway with retrain's own key (scope eval), unless $ONCOLOOP_API_KEY names one; the key is
+    the gate's only: nothing else in this process (a caller, a test) inherits it.
+    """
+    from eval.gate import run_gate
+    from feedback.keys import API_KEY_ENV, local_key
+
+    given = os.environ.get(API_KEY_ENV)
+    os.environ[API_KEY_ENV] = given or local_key("retrain", ("eval",), settings)
+    try:
+        return run_gate(candidate, policy=Path(cfg.gate_policy), sets={"feedback": snap.new_path},
+                        gateway_url=cfg.gateway_url or None, actor=cfg.actor, promote=cfg.promote)
+    finally:
+        if given is None:
+            os.environ.pop(API_KEY_ENV, None)
+
+
+@cli_command
+def main(argv: list[str] | None = None) -> int:
+    cfg, dry_run = _parse(argv)
     settings = get_settings().ensure_layout()
     started = time.perf_counter()
     with RetrainLock(settings.home / "retrain.lock"):
@@ -77,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         snap = build_snapshot(cfg, new, champion, export_info, settings)
         print(f"retrain: dataset {snap.dir} ({snap.train_examples} examples: {snap.replay} seed, "
               f"{len(new)} new x{snap.repeats}; sha256 {snap.sha256[:12]})")
-        if args.dry_run:
+        if dry_run:
             print(f"retrain: dry run: would train {snap.version} ({cfg.method or 'recipe'}) from {champion.id} "
                   f"and gate it with {cfg.gate_policy}; nothing trained, no alias moved.")
             return 0
@@ -87,19 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         candidate = candidate_version(final_dir, snap, champion, registry, config_dict(cfg))
         print(f"retrain: candidate {candidate} registered (parent {champion.id})")
 
-        # 4. The gate decides; only a pass moves the champion (a running gateway then hot-swaps). It asks the
-        # gateway with retrain's own key (scope eval), unless $ONCOLOOP_API_KEY names one.
-        from eval.gate import run_gate
-        from feedback.keys import API_KEY_ENV, local_key
-
-        given = os.environ.get(API_KEY_ENV)
-        os.environ[API_KEY_ENV] = given or local_key("retrain", ("eval",), settings)
-        try:
-            decision = run_gate(candidate, policy=Path(cfg.gate_policy), sets={"feedback": snap.new_path},
-                                gateway_url=cfg.gateway_url or None, actor=cfg.actor, promote=cfg.promote)
-        finally:  # the key is the gate's only: nothing else in this process (a caller, a test) inherits it
-            if given is None:
-                os.environ.pop(API_KEY_ENV, None)
+        # 4. The gate decides; only a pass moves the champion.
+        decision = _gate(candidate, cfg, snap, settings)
     _print_summary(snap, candidate, champion.id, decision, time.perf_counter() - started)
     return 0
 
