@@ -235,14 +235,7 @@ def create_version(adapter: str | Path, base: str | None = None, version: str | 
             or a base that is not registered when registering.
     """
     run = read_run(adapter)
-    if scale != 1.0 and (run.method != "lora" or not 0.0 < scale <= 4.0):
-        raise OncoLoopError(f"--scale {scale} applies to LoRA adapters only, as a factor in (0, 4]; "
-                            f"this run is {run.method}.")
-    if run.method == "ptuning" and not register:
-        raise OncoLoopError(
-            "P-tuning cannot be merged into the base weights: its virtual tokens are extra inputs, not "
-            "weight deltas. Run again with --register to save it as an adapter version (mergeable: false) "
-            "that the gateway serves on top of its base.")
+    _check_request(run, scale, register)
     settings = get_settings().ensure_layout()
     version = version or default_version(run.method)
     target = settings.models_dir / version
@@ -251,9 +244,36 @@ def create_version(adapter: str | Path, base: str | None = None, version: str | 
                             "choose another --version.")
     resolved = resolve_base(base, run) if run.method != "full" else _full_parent(base, run)
     registry = _registry() if register else None
+    _check_base(run, resolved, registry, settings)
+    tmp = settings.models_dir / f".{version}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write_version(run, resolved, tmp, {**build_meta(run, resolved, mergeable=run.method != "ptuning"),
+                                            **(extra_meta or {})}, scale)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if registry is not None:
+        registry.register(target)
+    return target
+
+
+def _check_request(run: RunOutput, scale: float, register: bool) -> None:
+    if scale != 1.0 and (run.method != "lora" or not 0.0 < scale <= 4.0):
+        raise OncoLoopError(f"--scale {scale} applies to LoRA adapters only, as a factor in (0, 4]; "
+                            f"this run is {run.method}.")
+    if run.method == "ptuning" and not register:
+        raise OncoLoopError(
+            "P-tuning cannot be merged into the base weights: its virtual tokens are extra inputs, not "
+            "weight deltas. Run again with --register to save it as an adapter version (mergeable: false) "
+            "that the gateway serves on top of its base.")
+
+
+def _check_base(run: RunOutput, resolved: Base, registry, settings) -> None:
+    """The parent is registered before its child; an adapter sits on an immutable base of the right shape."""
     if registry is not None and resolved.version is not None:
         try:
-            registry.get(resolved.version)  # the parent must be registered before its child
+            registry.get(resolved.version)
         except OncoLoopError as e:
             raise OncoLoopError(f"base version {resolved.version} is not registered, so the new version "
                                 f"cannot name it as parent; register the base first. ({e})") from e
@@ -264,31 +284,25 @@ def create_version(adapter: str | Path, base: str | None = None, version: str | 
     if run.method != "full":
         _check_shapes(run, resolved)
 
-    tmp = settings.models_dir / f".{version}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        meta = {**build_meta(run, resolved, mergeable=run.method != "ptuning"), **(extra_meta or {})}
-        if run.method == "lora":
-            meta["merge_check"] = merge_lora(run, resolved, tmp, scale)
-            meta["merge_scale"] = scale
-        elif run.method == "full":
-            shutil.copytree(run.path, tmp, ignore=shutil.ignore_patterns("train_meta.json", "optimizer*",
-                                                                           "scheduler*", "rng_state*", "global_step*",
-                                                                           "training_args.bin"))
-        else:
-            tmp.mkdir(parents=True)
-            for name in ADAPTER_FILES:
-                shutil.copy2(run.path / name, tmp / name)
-        _save_tokenizer(run.path, resolved.path, tmp)
-        if run.method != "ptuning":
-            meta["weights_sha256"] = weights_sha256(tmp)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    if registry is not None:
-        registry.register(target)
-    return target
+
+def _write_version(run: RunOutput, resolved: Base, tmp: Path, meta: dict, scale: float) -> None:
+    """The version's files in ``tmp``: merged weights (LoRA), a copy (full) or the adapter (P-tuning), the
+    tokenizer and ``meta.json``."""
+    if run.method == "lora":
+        meta["merge_check"] = merge_lora(run, resolved, tmp, scale)
+        meta["merge_scale"] = scale
+    elif run.method == "full":
+        shutil.copytree(run.path, tmp, ignore=shutil.ignore_patterns("train_meta.json", "optimizer*", "scheduler*",
+                                                                       "rng_state*", "global_step*",
+                                                                       "training_args.bin"))
+    else:
+        tmp.mkdir(parents=True)
+        for name in ADAPTER_FILES:
+            shutil.copy2(run.path / name, tmp / name)
+    _save_tokenizer(run.path, resolved.path, tmp)
+    if run.method != "ptuning":
+        meta["weights_sha256"] = weights_sha256(tmp)
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def _full_parent(base: str | None, run: RunOutput) -> Base:
