@@ -136,7 +136,12 @@ def build_app(h: Handlers) -> gr.Blocks:
 
 def wire(h: Handlers, session, login, chat, review, admin) -> None:
     """Connect components to handlers; every named event is also an API endpoint."""
+    _wire_login_and_chat(h, session, login, chat)
+    _wire_review(h, session, review)
+    _wire_admin(h, session, admin)
 
+
+def _wire_login_and_chat(h: Handlers, session, login, chat) -> None:
     def do_login(state, username, password, request: gr.Request):
         address = request.client.host if request is not None and request.client else None
         state, status = h.auth.login(state, username, password, address)
@@ -175,6 +180,9 @@ def wire(h: Handlers, session, login, chat, review, admin) -> None:
     chat.chat.like(do_feedback, [session], [chat.rate_status, chat.rate_result, chat.target],
                    api_visibility="undocumented")
 
+
+
+def _wire_review(h: Handlers, session, review) -> None:
     queue_outputs = [review.table, review.status, review.items]
     review.refresh.click(h.review.queue, [session], queue_outputs, api_name="review_queue")
 
@@ -185,6 +193,8 @@ def wire(h: Handlers, session, login, chat, review, admin) -> None:
     review.submit.click(do_review, [session, review.rating_id, review.decision, review.edited, review.note],
                         [review.result_status, review.result, *queue_outputs], api_name="review")
 
+
+def _wire_admin(h: Handlers, session, admin) -> None:
     admin.refresh.click(h.admin.overview, [session], [admin.overview], api_name="admin_overview")
     admin.set_share.click(h.admin.set_share, [session, admin.share, admin.share_reason], [admin.status],
                           api_name="set_share").then(h.admin.overview, [session], [admin.overview])
