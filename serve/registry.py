@@ -251,8 +251,7 @@ def _print_version(v: ModelVersion, aliases: dict[str, str]) -> None:
           + (f"  [{', '.join(names)}]" if names else ""))
 
 
-@cli_command
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m serve.registry", description="The model registry.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="versions and the aliases pointing at them")
@@ -269,42 +268,58 @@ def main(argv: list[str] | None = None) -> int:
     lin = sub.add_parser("lineage", help="a version's ancestry, training data and feedback rows")
     lin.add_argument("name", nargs="?", help="version id or alias")
     lin.add_argument("--message", type=int, help="a stored answer's message id instead of a version")
+    return parser
+
+
+def _list(registry: Registry) -> None:
+    aliases, versions = registry.aliases(), registry.versions()
+    for v in versions:
+        _print_version(v, aliases)
+    if not versions:
+        print("no versions yet: run `python -m finetune.bootstrap`")
+
+
+def _show(registry: Registry, name: str) -> None:
+    v = registry.get(name)
+    print(json.dumps({"id": v.id, "path": v.path, "meta": v.meta}, indent=2, default=str))
+    for m in registry.history():
+        if v.id in (m.to_version, m.from_version):
+            print(f"{m.moved_at:%Y-%m-%d %H:%M} {m.alias}: {m.from_version or '-'} -> {m.to_version}"
+                  f" by {m.actor}{' (forced)' if m.forced else ''}: {m.reason}")
+
+
+def _move_alias(registry: Registry, args: argparse.Namespace) -> None:
+    """An admin moves an alias, with a reason; champion needs a passing gate decision unless forced."""
+    from feedback.store import FeedbackStore
+
+    account = authorize(FeedbackStore(registry.store), args.user, read_password(args.password_file), "promote")
+    if not args.reason.strip():
+        raise OncoLoopError("every alias move needs a reason (--reason).")
+    forced = False
+    if args.alias == "champion":
+        _, forced = check_champion(registry, registry.resolve(args.version), args.force)
+    move = registry.set_alias(args.alias, args.version, account.username, args.reason, forced=forced)
+    print(f"{move.alias}: {move.from_version or '-'} -> {move.to_version} by {move.actor}"
+          + (" (forced: no passing gate decision)" if forced else ""))
+
+
+@cli_command
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "lineage" and (args.name is None) == (args.message is None):
         parser.error("lineage takes a version (or alias) or --message ID, not both")
-
     registry = Registry(open_store(get_settings()))
     if args.command == "list":
-        aliases = registry.aliases()
-        versions = registry.versions()
-        for v in versions:
-            _print_version(v, aliases)
-        if not versions:
-            print("no versions yet: run `python -m finetune.bootstrap`")
+        _list(registry)
     elif args.command == "show":
-        v = registry.get(args.name)
-        print(json.dumps({"id": v.id, "path": v.path, "meta": v.meta}, indent=2, default=str))
-        for m in registry.history():
-            if v.id in (m.to_version, m.from_version):
-                print(f"{m.moved_at:%Y-%m-%d %H:%M} {m.alias}: {m.from_version or '-'} -> {m.to_version}"
-                      f" by {m.actor}{' (forced)' if m.forced else ''}: {m.reason}")
+        _show(registry, args.name)
+    elif args.command == "lineage" and args.message is not None:
+        _print_message_lineage(registry, args.message)
     elif args.command == "lineage":
-        if args.message is not None:
-            _print_message_lineage(registry, args.message)
-        else:
-            _print_lineage(registry, args.name)
+        _print_lineage(registry, args.name)
     elif args.command == "alias":
-        from feedback.store import FeedbackStore
-
-        account = authorize(FeedbackStore(registry.store), args.user, read_password(args.password_file), "promote")
-        if not args.reason.strip():
-            raise OncoLoopError("every alias move needs a reason (--reason).")
-        forced = False
-        if args.alias == "champion":
-            _, forced = check_champion(registry, registry.resolve(args.version), args.force)
-        move = registry.set_alias(args.alias, args.version, account.username, args.reason, forced=forced)
-        print(f"{move.alias}: {move.from_version or '-'} -> {move.to_version} by {move.actor}"
-              + (" (forced: no passing gate decision)" if forced else ""))
+        _move_alias(registry, args)
     return 0
 
 
