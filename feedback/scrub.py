@@ -29,7 +29,7 @@ import threading
 from functools import lru_cache
 from pathlib import Path
 
-from feedback.errors import OncoLoopError, cli_command
+from core.errors import OncoLoopError, cli_command
 from feedback.phi_rules import Found
 
 PLACEHOLDER = {"name": "NAME", "relative_name": "NAME", "dob": "DOB", "date": "DATE", "age_over_89": "AGE",

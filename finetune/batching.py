@@ -16,9 +16,9 @@ import hashlib
 import random
 from pathlib import Path
 
-from feedback.errors import OncoLoopError
-from finetune.data import load_jsonl
-from finetune.prompt import context_message, format_prompt
+from core.data import load_jsonl
+from core.errors import OncoLoopError
+from core.prompt import context_message, format_prompt
 
 IGNORE = -100  # label value the loss skips
 

@@ -30,11 +30,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedback.errors import OncoLoopError, cli_command
-from feedback.settings import get_settings
-from finetune.config import config_dict, load_config
-from finetune.data import load_jsonl
-from finetune.prompt import CHAT_TEMPLATE, format_prompt, to_messages
+from core.config import config_dict, load_config
+from core.data import load_jsonl
+from core.errors import OncoLoopError, cli_command
+from core.prompt import CHAT_TEMPLATE, format_prompt, to_messages
+from core.settings import get_settings
 from serve.ask import greedy_answers
 
 REPO = Path(__file__).resolve().parent.parent
@@ -273,8 +273,8 @@ def build(cfg: BootstrapConfig, out_dir: Path) -> dict:
 def install(source: Path, actor: str = "bootstrap") -> str:
     """Copy a built base into ``$ONCOLOOP_HOME/models/<version>/``, register it, and make it
     champion if there is none yet. Returns the version id."""
-    from serve.registry import Registry
     from feedback.db import open_store
+    from serve.registry import Registry
 
     meta_file = source / "meta.json"
     if not meta_file.is_file():

@@ -31,8 +31,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from feedback.errors import OncoLoopError, cli_command
-from finetune.data import TOPICS, load_jsonl, record_problems, write_jsonl
+from core.data import TOPICS, load_jsonl, record_problems, write_jsonl
+from core.errors import OncoLoopError, cli_command
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = REPO / "data" / "oncology_seed.jsonl"
@@ -172,7 +172,7 @@ class NearDuplicateFilter:
             try:
                 import faiss
 
-                from finetune.embed import embed
+                from core.embed import embed
 
                 self._embed = embed
                 self._seed_index, self._kept_index = faiss.IndexFlatIP(384), faiss.IndexFlatIP(384)

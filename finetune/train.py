@@ -23,8 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from feedback.errors import cli_command
-from finetune.config import config_dict, load_config
+from core.config import config_dict, load_config
+from core.errors import cli_command
 from finetune.context import add_context
 from finetune.train_config import TrainConfig
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -24,20 +23,15 @@ import httpx
 import pytest
 from fastapi import Request  # module level: FastAPI resolves the handler's string annotation here
 
-from feedback.errors import OncoLoopError
-from finetune.data import check_file, load_jsonl
+from core.data import check_file, load_jsonl
+from core.errors import OncoLoopError
+from core.process import free_port
 from finetune.generate import (
     InvalidAnswer, NearDuplicateFilter, build_messages, generate, lexical_similarity, main, parse_record,
 )
 from tests.conftest import REPO
 
 SEED = load_jsonl(REPO / "data" / "oncology_seed.jsonl")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

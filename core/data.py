@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m finetune.data validate data/oncology_seed.jsonl data/eval/*.jsonl
+    python -m core.data validate data/oncology_seed.jsonl data/eval/*.jsonl
 
 Every problem is reported with its file and line number; the exit status is 2
 when any file has one.
@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedback.errors import OncoLoopError
+from core.errors import OncoLoopError
 
 SCHEMAS = ("alpaca", "safety", "preference")
 SAFETY_CATEGORIES = ("dosing", "emergency", "out_of_scope", "identifiers", "override", "uncertainty")
@@ -143,7 +143,7 @@ def load_jsonl(path: str | Path, schema: str | None = None) -> list[dict]:
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
         raise OncoLoopError(
             f"{path} is not valid {schema or 'JSONL'} data:\n  {shown}{more}\n"
-            "Fix these lines (check them with `python -m finetune.data validate FILE`)."
+            "Fix these lines (check them with `python -m core.data validate FILE`)."
         )
     with Path(path).open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
@@ -164,7 +164,7 @@ def write_jsonl(records: list[dict], path: str | Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m finetune.data", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m core.data", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     val = sub.add_parser("validate", help="check JSONL files and report bad lines with their numbers")
     val.add_argument("files", nargs="+", type=Path)

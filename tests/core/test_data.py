@@ -5,9 +5,9 @@ from collections import Counter
 
 import pytest
 
-from finetune import data as data_cli
-from finetune.data import SAFETY_CATEGORIES, TOPICS, check_file, load_jsonl
-from feedback.errors import OncoLoopError
+from core import data as data_cli
+from core.data import SAFETY_CATEGORIES, TOPICS, check_file, load_jsonl
+from core.errors import OncoLoopError
 from tests.conftest import REPO
 
 SEED = REPO / "data" / "oncology_seed.jsonl"
@@ -43,7 +43,7 @@ def _key(record):
 
 @pytest.mark.slow
 def test_no_eval_or_safety_item_duplicates_a_seed_item():
-    from finetune.embed import nearest
+    from core.embed import nearest
 
     seed = load_jsonl(SEED)
     held_out = load_jsonl(EVAL) + load_jsonl(SAFETY, "safety")

@@ -1,7 +1,4 @@
-"""Typed configs (dataclasses loaded from YAML with ``key=value`` overrides), and the access settings.
-
-The loader lives here, in the package every other one depends on, so that the store's own settings
-(``AccessConfig``) load the way every OncoLoop config does; ``finetune.config`` re-exports it.
+"""Typed configs: dataclasses loaded from YAML with ``key=value`` overrides, for every package.
 
 >>> from dataclasses import dataclass
 >>> @dataclass
@@ -25,7 +22,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from feedback.errors import OncoLoopError
+from core.errors import OncoLoopError
 
 T = TypeVar("T")
 
