@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from core.config import load_access_config
 from core.errors import OncoLoopError, cli_command
+from feedback.config import load_access_config
 from feedback.db import Message, Rating, Review, Store, open_store, utcnow
 from feedback.scrub import scrub
 

@@ -23,11 +23,11 @@ from functools import cached_property
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
 
-from core.config import AccessConfig, load_access_config
 from core.errors import OncoLoopError
 from core.settings import Settings
 from feedback import auth
 from feedback.auth import Account
+from feedback.config import AccessConfig, load_access_config
 from feedback.db import (DECISIONS, TAGS, Conversation, Message, Rating, Review, Store, StoreSetting, User,
                          open_store, utcnow)
 from feedback.records import MessageFacts, RatingFacts

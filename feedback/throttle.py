@@ -22,8 +22,8 @@ from typing import Callable
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from core.config import AccessConfig
 from core.errors import OncoLoopError
+from feedback.config import AccessConfig
 from feedback.db import LoginFailures, Store, utcnow
 
 KEY_MAX = 200

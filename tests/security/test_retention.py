@@ -8,10 +8,10 @@ import datetime as dt
 import pytest
 from sqlalchemy import update
 
-from core.config import AccessConfig, load_access_config
 from core.config import load_config
 from core.errors import OncoLoopError
 from feedback import retention
+from feedback.config import AccessConfig, load_access_config
 from feedback.db import Message, Rating, Review
 from tests.conftest import REPO
 from tests.security.conftest import CORRECTION, QUESTION, shows_phi
