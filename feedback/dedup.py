@@ -11,17 +11,18 @@ so that an inner product is a cosine similarity. Two are known:
   word or two), not paraphrases; its thresholds are set lower to make up for that
   (see ``THRESHOLDS``).
 
-Exact duplicates (same text after ``normalise``) are removed first by a hash key,
+Exact duplicates (same text after ``core.text.normalise``) are removed first by a hash key,
 which is both cheaper and certain.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from core.text import normalise
 
 Embedder = Callable[[list[str]], np.ndarray]
 LEXICAL_DIM = 512  # a power of two (the hash keeps the top bits)
@@ -37,24 +38,6 @@ _EXACT_FLAT_LIMIT = 10_000  # above this many vectors, search approximately (see
 _REDUCED_DIM = 64  # PCA dimensions of the approximate search
 _IVF_LISTS, _IVF_PROBES = 512, 16  # inverted lists, and how many of them each query scans
 _TRAIN_SAMPLE = 20_000  # vectors that train the PCA and the IVF centroids (faiss wants >= 39 per list)
-_WORDS = re.compile(r"[^\W_]+|\[|\]")  # letters and digits; placeholder brackets count too
-# ASCII -> ASCII, one character for one (str.translate's fast path): everything but letters, digits
-# and brackets becomes a space
-_ASCII_WORDS = str.maketrans({chr(i): " " for i in range(128) if not chr(i).isalnum() and chr(i) not in "[]"})
-
-
-def normalise(text: str) -> str:
-    """Lower case, punctuation dropped, whitespace collapsed: the text duplicates share.
-
-    >>> normalise("  What is  ECOG-1?\\n"), normalise("Give [NAME]_x 5-FU"), normalise("Café–crème")
-    ('what is ecog 1', 'give [ name ] x 5 fu', 'café crème')
-    """
-    if text.isascii():  # the common case, ~5x faster than the regex and the same result
-        text = text.lower().translate(_ASCII_WORDS)
-        if "[" in text or "]" in text:
-            text = text.replace("[", " [ ").replace("]", " ] ")
-        return " ".join(text.split())
-    return " ".join(_WORDS.findall(text.lower()))
 
 
 def dedup_key(text: str) -> str:

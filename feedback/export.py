@@ -29,7 +29,8 @@ from pathlib import Path
 
 from core.data import load_jsonl, write_jsonl
 from core.errors import OncoLoopError, cli_command
-from feedback.dedup import THRESHOLDS, Embedder, contaminated, keep_unique, lexical_embed, normalise
+from core.text import normalise
+from feedback.dedup import THRESHOLDS, Embedder, contaminated, keep_unique, lexical_embed
 from feedback.records import MessageFacts, ab_pairs, message_records
 from feedback.scrub import scrub, scrub_record
 from feedback.store import FeedbackStore, as_utc
