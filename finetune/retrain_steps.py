@@ -171,7 +171,8 @@ def export_new_feedback(cfg: RetrainConfig, registry, champion, settings: Settin
     Used feedback is left out before de-duplication, so a new correction close to one the champion already
     learnt is kept rather than removed as its duplicate.
     """
-    from feedback.export import choose_embedder, export
+    from feedback.dedup import choose_embedder
+    from feedback.export import export
     from feedback.store import FeedbackStore
 
     embed, embedder = choose_embedder(cfg.embedder)

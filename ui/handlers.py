@@ -465,7 +465,7 @@ class Handlers:
     @classmethod
     def create(cls, cfg: UIConfig, store: FeedbackStore | None = None, embed=None) -> "Handlers":
         """Open the store, the gateway client and the reviewed-answers index."""
-        from feedback.export import choose_embedder
+        from feedback.dedup import choose_embedder
 
         store = store or FeedbackStore.open()
         if embed is None:
