@@ -35,6 +35,7 @@ from core.data import load_jsonl
 from core.errors import OncoLoopError, cli_command
 from core.prompt import CHAT_TEMPLATE, format_prompt, to_messages
 from core.settings import get_settings
+from finetune.batching import length_grouped_batches
 from serve.ask import greedy_answers
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,18 +114,6 @@ def encode(record: dict, tokenizer, max_len: int) -> tuple[list[int], list[int]]
     if all(label == -100 for label in labels):
         return None
     return ids, labels
-
-
-def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
-    """Batches of indices of similar length, in random order, so little compute goes to padding.
-
-    >>> length_grouped_batches([5, 1, 4, 2], 2, random.Random(0))
-    [[1, 3], [2, 0]]
-    """
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    rng.shuffle(batches)
-    return batches
 
 
 def collate(examples: list[tuple[list[int], list[int]]], pad_id: int):
