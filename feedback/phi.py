@@ -69,10 +69,6 @@ transfer admitted admission discharge discharged seen seeing booked waiting awai
 """.split())
 
 
-class _Unavailable(OncoLoopError):
-    pass
-
-
 _load_lock = threading.Lock()
 
 

@@ -59,8 +59,7 @@ from pathlib import Path
 from core.errors import OncoLoopError, cli_command
 from feedback.phi_rules import answer_spans
 from feedback.scrub import find_phi, scrub
-from serve.urgent import (CONDITIONS, URGENT_RULES, UrgentDetector, default_detector, read_labelled,  # noqa: F401
-                          rule_conditions)
+from serve.urgent import CONDITIONS, UrgentDetector, default_detector, read_labelled, rule_conditions
 
 # ---- the action vocabulary (stable strings: stored with interactions and read by eval/safety.py) ----
 PREAMBLE = "preamble"
