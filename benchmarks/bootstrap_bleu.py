@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from core.data import load_jsonl
 from finetune.bootstrap import BUNDLED, BootstrapConfig, REPO, seed_bleu
-from finetune.data import load_jsonl
 from serve.ask import load
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def run(home: Path, *args: str, timeout: float = 3600) -> subprocess.CompletedPr
 
 def arm_answers(registry, version: str, questions: list[str], retrieval: bool, max_tokens: int) -> list[str]:
     """Guarded greedy answers of ``version`` in process (batched), with or without retrieval."""
-    from finetune.prompt import to_messages
+    from core.prompt import to_messages
     from serve.inprocess import InProcessEngine
     from serve.retrieval import Retriever
 

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from gateway_profile import ENGINE, wait_up  # noqa: E402  (this folder)
-from serve.engines import free_port  # noqa: E402
+from core.process import free_port  # noqa: E402
 
 GATEWAY = textwrap.dedent('''
     import asyncio, os, sys, tempfile, uvicorn

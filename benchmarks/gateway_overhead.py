@@ -46,10 +46,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from feedback.db import open_store  # noqa: E402
-from feedback.settings import get_settings  # noqa: E402
-from serve.engines import free_port  # noqa: E402
+from core.process import free_port  # noqa: E402
+from core.settings import get_settings  # noqa: E402
 from eval.stats import resample_indices  # noqa: E402
+from feedback.db import open_store  # noqa: E402
 from gateway_profile import cpu_seconds  # noqa: E402  (this folder; own CPU time, not the engine's)
 from serve.guard import load_guard  # noqa: E402
 from serve.registry import Registry  # noqa: E402

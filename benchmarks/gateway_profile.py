@@ -27,7 +27,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from serve.engines import free_port  # noqa: E402
+from core.process import free_port  # noqa: E402
 
 ENGINE = textwrap.dedent('''
     import json, sys, uvicorn

@@ -7,7 +7,7 @@ two formats, each with the guard's system preamble as the deployment sends it:
 
 - ``alpaca``: the seed's ``### Instruction: / ### Response:`` text (the format the tiny fixture used);
 - ``chatml``: the ``<|im_start|>role ... <|im_end|>`` turns that SmolLM2-Instruct was tuned on
-  (``finetune.prompt.CHAT_TEMPLATE``, the project's format of record).
+  (``core.prompt.CHAT_TEMPLATE``, the project's format of record).
 
 It generates greedy answers in static batches and prints sacreBLEU BLEU and chrF against the references,
 the paired-bootstrap 95% interval of chatml - alpaca, the share of answers that stop at EOS, and the share
@@ -43,10 +43,10 @@ def alpaca_text(system: str, instruction: str, input: str = "") -> str:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
+    from core.data import load_jsonl
+    from core.prompt import to_messages
     from eval.metrics import corpus_scores, sufficient_stats, score_from_stats
     from eval.stats import corpus_paired_bootstrap
-    from finetune.data import load_jsonl
-    from finetune.prompt import to_messages
     from serve.ask import generate_texts, load
     from serve.guard import DEFAULT_PREAMBLE
 

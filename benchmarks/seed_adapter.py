@@ -79,11 +79,11 @@ def speed_section(out: dict, engine, prepared, args) -> None:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
+    from core.data import load_jsonl
+    from core.prompt import to_messages
     from eval.metrics import corpus_scores, score_from_stats, sufficient_stats
     from eval.stats import corpus_paired_bootstrap
     from feedback.db import open_store
-    from finetune.data import load_jsonl
-    from finetune.prompt import to_messages
     from serve.inprocess import InProcessEngine
     from serve.registry import Registry
 

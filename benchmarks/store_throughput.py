@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import insert  # noqa: E402
 
+from core.settings import get_settings  # noqa: E402
 from feedback.db import Message, Rating, Review, utcnow  # noqa: E402
 from feedback.export import export  # noqa: E402
-from feedback.settings import get_settings  # noqa: E402
 from feedback.store import FeedbackStore  # noqa: E402
 
 TOPICS = ["febrile neutropenia", "tumour lysis syndrome", "spinal cord compression", "hypercalcaemia",

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import httpx
 
+from core.errors import OncoLoopError
+from core.process import die_with_parent, free_port, stop_group
 from eval.sets import EvalItem
-from feedback.errors import OncoLoopError
 
 REPO = Path(__file__).resolve().parent.parent
 # A/B off: a request naming the champion gets the champion, never the challenger. Guard audit mode
@@ -85,12 +86,6 @@ def _message(e) -> str:
     return str(e)
 
 
-def free_port() -> int:
-    from serve.engines import free_port as _free
-
-    return _free()
-
-
 class PrivateGateway:
     """``python -m serve`` serving the champion plus pinned ``versions``, for one evaluation; a context manager."""
 
@@ -100,14 +95,12 @@ class PrivateGateway:
         self.overrides = list(overrides or [])
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        from feedback.settings import get_settings
+        from core.settings import get_settings
 
         self.log = (log_dir or get_settings().ensure_layout().runs_dir / "eval") / f"gateway-{self.port}.log"
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> "PrivateGateway":
-        from serve.engines import die_with_parent
-
         self.log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "serve", "--port", str(self.port), "--engine", self.engine,
                f"versions=[{','.join(self.versions)}]", "challenger_share=0", "poll_interval_s=1", *self.overrides]
@@ -156,8 +149,6 @@ class PrivateGateway:
             return ""
 
     def stop(self) -> None:
-        from serve.engines import stop_group
-
         stop_group(self.proc, 60)
 
     def __exit__(self, *exc) -> None:

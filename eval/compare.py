@@ -17,13 +17,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from core.config import load_config
+from core.errors import cli_command
+from core.settings import get_settings
 from eval.comparison import run_comparison
 from eval.config import CompareConfig
 from eval.report import write_report
 from eval.sets import parse_set_args
-from feedback.errors import cli_command
-from feedback.settings import get_settings
-from finetune.config import load_config
 
 
 @cli_command

@@ -13,11 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.errors import OncoLoopError
 from eval.client import PrivateGateway, ask_all
 from eval.config import CompareConfig
 from eval.scoring import SetResult, score_set
 from eval.sets import DEFAULT_SETS, EvalSet, load_set
-from feedback.errors import OncoLoopError
 
 WEIGHT_FILES = ("*.safetensors", "*.bin", "adapter_model.*")
 
@@ -109,8 +109,8 @@ def _ask(url: str, version: str, s: EvalSet, cfg: CompareConfig):
 
 def _compare_local(registry, a: str, b: str, eval_sets: list[EvalSet], cfg: CompareConfig, judge):
     """Both versions in process, answers generated many at a time (and reused from the cache)."""
+    from core.settings import get_settings
     from eval.local import AnswerCache, ask_local, open_engines
-    from feedback.settings import get_settings
 
     engines = open_engines(registry, [a, b], cfg.guard, cfg.retrieval)
     cache = AnswerCache(get_settings().home / "cache" / "answers") if cfg.cache_answers else None

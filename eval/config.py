@@ -1,6 +1,6 @@
 """How a comparison runs and what the gate demands: typed dataclasses loaded like every OncoLoop config.
 
-``CompareConfig`` is read with ``finetune.config.load_config`` (YAML + ``key=value`` overrides); a gate
+``CompareConfig`` is read with ``core.config.load_config`` (YAML + ``key=value`` overrides); a gate
 policy (``configs/gate/*.yaml``) holds a ``compare:`` mapping of the same keys, the size of each set
 (``limits:``) and its named ``rules:``.
 
@@ -17,8 +17,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from feedback.errors import OncoLoopError
-from finetune.config import load_config, read_yaml
+from core.config import load_config, read_yaml
+from core.errors import OncoLoopError
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_POLICY = REPO / "configs" / "gate" / "default.yaml"

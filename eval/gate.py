@@ -18,11 +18,11 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from core.errors import OncoLoopError, cli_command
 from eval.comparison import Comparison, check_version, run_comparison
 from eval.config import Policy, Rule, load_policy
 from eval.report import write_report
 from eval.sets import BUNDLED, DEFAULT_SETS, parse_set_args
-from feedback.errors import OncoLoopError, cli_command
 
 
 @dataclass
@@ -107,7 +107,7 @@ def run_gate(candidate: str, policy: Path | None = None, sets: dict[str, Path] |
         OncoLoopError: unknown or unfinished candidate, no champion, bad policy or set, unreachable gateway or
             judge. No alias changes on an error or a failed gate.
     """
-    from feedback.settings import get_settings
+    from core.settings import get_settings
     from feedback.store import FeedbackStore
     from serve.registry import Registry
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from feedback.errors import OncoLoopError
+from core.errors import OncoLoopError
 
 _VERDICT = re.compile(r"verdict\s*[:=]\s*\**\s*(1|2|tie)\b", re.IGNORECASE)
 PLACEHOLDERS = ("{question}", "{reference}", "{answer_1}", "{answer_2}")

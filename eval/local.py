@@ -16,9 +16,9 @@ import sys
 import time
 from pathlib import Path
 
+from core.errors import OncoLoopError
 from eval.client import EVAL_HEADERS, Answer
 from eval.sets import EvalItem
-from feedback.errors import OncoLoopError
 
 
 class AnswerCache:

@@ -88,7 +88,7 @@ def length(text: str) -> float:
 
 def relevance(questions: list[str], answers: list[str]) -> list[float]:
     """Cosine similarity (x100) of each question with its answer under the offline MiniLM embedder."""
-    from finetune.embed import embed
+    from core.embed import embed
 
     if not questions:
         return []
@@ -98,7 +98,7 @@ def relevance(questions: list[str], answers: list[str]) -> list[float]:
 
 def semantic(answers: list[str], references: list[str]) -> list[float]:
     """Cosine similarity (x100) of each answer with its reference under the offline MiniLM embedder."""
-    from finetune.embed import embed
+    from core.embed import embed
 
     if not answers:
         return []

@@ -1,29 +1,21 @@
 """Online A/B results from the feedback store: what clinicians thought of each version in real use.
 
 - thumbs-up rate per version with a Wilson 95% interval;
-- pairwise preferences: the same question (normalised text) answered by two versions, each answer valued by
-  the mean of its ratings (thumbs up 1, down 0; a 1-5 score as (s-1)/4); the better valued answer wins, equal
-  values tie. Bradley-Terry strengths with bootstrap intervals, and each pair's win share;
+- pairwise preferences: the same question (``core.text.normalise``, the key de-duplication and the export's
+  A/B pairs use) answered by two versions, each answer valued by the mean of its ratings (thumbs up 1, down 0;
+  a 1-5 score as (s-1)/4); the better valued answer wins, equal values tie. Bradley-Terry strengths with
+  bootstrap intervals, and each pair's win share;
 - ratings by tag and by topic (a question's topic is that of its nearest seed question under MiniLM).
 """
 
 from __future__ import annotations
 
-import re
 from collections import Counter, defaultdict
 from itertools import combinations
 
+from core.text import normalise
 from eval.stats import bradley_terry_intervals, wilson
 from feedback.records import MessageFacts, RatingFacts
-
-
-def normalise(question: str) -> str:
-    """The key under which two questions count as the same.
-
-    >>> normalise("  What is  ECOG 1? ")
-    'what is ecog 1'
-    """
-    return re.sub(r"[^\w ]+", "", re.sub(r"\s+", " ", question.strip().lower())).strip()
 
 
 def rating_value(r: RatingFacts) -> float | None:
@@ -57,9 +49,9 @@ def preferences(facts: list[MessageFacts]) -> list[tuple[str, str, float]]:
 
 
 def _topics(questions: list[str]) -> list[str]:
+    from core.data import load_jsonl
+    from core.embed import nearest
     from eval.sets import BUNDLED
-    from finetune.data import load_jsonl
-    from finetune.embed import nearest
 
     seed = load_jsonl(BUNDLED["retention"])
     _, idx = nearest(questions, [r["instruction"] for r in seed])

@@ -15,9 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from core.errors import cli_command
 from eval.promotion import promote
 from feedback.credentials import authorize, read_password
-from feedback.errors import cli_command
 
 
 @cli_command

@@ -17,9 +17,9 @@ import json
 import re
 from pathlib import Path
 
+from core.errors import OncoLoopError
+from core.settings import get_settings
 from feedback.auth import Account
-from feedback.errors import OncoLoopError
-from feedback.settings import get_settings
 from serve.registry import check_champion, gate_decisions
 
 def write_move_report(kind: str, alias: str, from_version: str | None, to_version: str, account: Account,

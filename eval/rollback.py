@@ -13,9 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from core.errors import cli_command
 from eval.promotion import rollback
 from feedback.credentials import authorize, read_password
-from feedback.errors import cli_command
 
 
 @cli_command

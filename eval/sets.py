@@ -14,9 +14,9 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from feedback.errors import OncoLoopError
-from finetune.data import check_file, detect_schema
-from finetune.prompt import to_messages
+from core.data import check_file, detect_schema
+from core.errors import OncoLoopError
+from core.prompt import to_messages
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED = {
@@ -104,7 +104,7 @@ def load_set(name: str, path: str | Path | None = None, limit: int = 0, seed: in
         first = None
     if not isinstance(first, dict):
         raise OncoLoopError(f"evaluation set {name!r}: the first line of {path} is not a JSON record; check "
-                            f"the file with `python -m finetune.data validate {path}`.")
+                            f"the file with `python -m core.data validate {path}`.")
     schema = detect_schema(first)
     if schema not in ("alpaca", "safety"):
         raise OncoLoopError(f"evaluation set {name!r}: {path} holds {schema} records; evaluation needs Alpaca "
@@ -113,7 +113,7 @@ def load_set(name: str, path: str | Path | None = None, limit: int = 0, seed: in
     if problems:
         shown = "\n  ".join(str(p) for p in problems[:5])
         raise OncoLoopError(f"evaluation set {name!r}: {path} is not valid {schema} data:\n  {shown}\n"
-                            f"Fix these lines (check with `python -m finetune.data validate {path}`).")
+                            f"Fix these lines (check with `python -m core.data validate {path}`).")
     records = [json.loads(line) for line in lines]
     if name == "retention" and path == BUNDLED["retention"]:
         records = sample(records, retention_size, seed=1234)  # fixed: the same items for every gate

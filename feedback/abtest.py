@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass
 
 from sqlalchemy import select
 
+from core.errors import OncoLoopError
 from feedback.db import Store, StoreSetting, utcnow
-from feedback.errors import OncoLoopError
 
 SHARE_KEY = "ab.challenger_share"
 
@@ -36,7 +36,7 @@ def check_share(share) -> float:
     0.25
     >>> check_share(1.5)
     Traceback (most recent call last):
-    feedback.errors.OncoLoopError: the challenger's share must lie between 0 and 1 (0 stops the A/B test), not 1.5.
+    core.errors.OncoLoopError: the challenger's share must lie between 0 and 1 (0 stops the A/B test), not 1.5.
     """
     try:
         value = float(share)

@@ -15,8 +15,8 @@ from functools import lru_cache
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from core.errors import OncoLoopError
 from feedback.db import ROLES
-from feedback.errors import OncoLoopError
 
 ACTIONS = {
     "clinician": ("ask", "rate"),

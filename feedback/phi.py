@@ -30,7 +30,7 @@ import re
 import threading
 from functools import lru_cache
 
-from feedback.errors import OncoLoopError
+from core.errors import OncoLoopError
 from feedback.phi_general import general_spans
 from feedback.phi_rules import _CLINICAL_WORDS, _DRUGLIKE, Found, context_spans, legacy_spans, merge
 
@@ -67,10 +67,6 @@ _COMMON = frozenset("""mild patient pt please plan review referral update note n
 hello discussed discuss started start stop stopped continue consider offered offer given give check confirm
 transfer admitted admission discharge discharged seen seeing booked waiting awaiting ask asking asked sent send
 """.split())
-
-
-class _Unavailable(OncoLoopError):
-    pass
 
 
 _load_lock = threading.Lock()

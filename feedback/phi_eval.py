@@ -16,12 +16,11 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from feedback.errors import OncoLoopError
+from core.errors import OncoLoopError
 
 _TITLE_WORD = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Professor|Sir|Dame|Lady|Lord|Rev)\b\.?")
 
@@ -134,8 +133,3 @@ def evaluate(records: list[dict], find: Callable[[str], list], scrub: Callable[[
     return PhiReport(removed / max(total, 1), overlap / max(total, 1), {k: (r, t) for k, (r, t) in per_kind.items()},
                      keep_kept / max(keep_total, 1), keep_total, clean_same / max(clean_total, 1), clean_total,
                      len(records) / elapsed, len(records), missed, lost)
-
-
-def kinds_missed(report: PhiReport) -> Counter:
-    """How many spans of each kind were missed."""
-    return Counter(kind for _, kind, _ in report.missed)

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from core.errors import OncoLoopError, cli_command
 from feedback.config import load_access_config
 from feedback.db import Message, Rating, Review, Store, open_store, utcnow
-from feedback.errors import OncoLoopError, cli_command
 from feedback.scrub import scrub
 
 TEXT_COLUMNS = {Message: ("question", "answer", "error"), Rating: ("correction",), Review: ("edited_text", "note")}

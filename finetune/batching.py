@@ -16,9 +16,9 @@ import hashlib
 import random
 from pathlib import Path
 
-from feedback.errors import OncoLoopError
-from finetune.data import load_jsonl
-from finetune.prompt import context_message, format_prompt
+from core.data import load_jsonl
+from core.errors import OncoLoopError
+from core.prompt import context_message, format_prompt
 
 IGNORE = -100  # label value the loss skips
 
@@ -100,17 +100,25 @@ def encode_records(records: list[dict], tokenizer, max_len: int, preamble: str |
     return examples
 
 
+def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Batches of indices of similar length, in random order, so little compute goes to padding.
+
+    >>> length_grouped_batches([5, 1, 4, 2], 2, random.Random(0))
+    [[1, 3], [2, 0]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
 def length_grouped_order(lengths: list[int], batch_size: int, seed: int) -> list[int]:
     """Indices sorted into batches of similar length, batches in random order.
 
     >>> length_grouped_order([5, 1, 4, 2], 2, 0)
     [1, 3, 2, 0]
     """
-    rng = random.Random(seed)
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    rng.shuffle(batches)
-    return [i for batch in batches for i in batch]
+    return [i for batch in length_grouped_batches(lengths, batch_size, random.Random(seed)) for i in batch]
 
 
 class LengthGroupedSampler:

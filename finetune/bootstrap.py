@@ -30,11 +30,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedback.errors import OncoLoopError, cli_command
-from feedback.settings import get_settings
-from finetune.config import config_dict, load_config
-from finetune.data import load_jsonl
-from finetune.prompt import CHAT_TEMPLATE, format_prompt, to_messages
+from core.config import config_dict, load_config
+from core.data import load_jsonl
+from core.errors import OncoLoopError, cli_command
+from core.prompt import CHAT_TEMPLATE, format_prompt, to_messages
+from core.settings import get_settings
+from finetune.batching import length_grouped_batches
 from serve.ask import greedy_answers
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,18 +114,6 @@ def encode(record: dict, tokenizer, max_len: int) -> tuple[list[int], list[int]]
     if all(label == -100 for label in labels):
         return None
     return ids, labels
-
-
-def length_grouped_batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
-    """Batches of indices of similar length, in random order, so little compute goes to padding.
-
-    >>> length_grouped_batches([5, 1, 4, 2], 2, random.Random(0))
-    [[1, 3], [2, 0]]
-    """
-    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    rng.shuffle(batches)
-    return batches
 
 
 def collate(examples: list[tuple[list[int], list[int]]], pad_id: int):
@@ -273,8 +262,8 @@ def build(cfg: BootstrapConfig, out_dir: Path) -> dict:
 def install(source: Path, actor: str = "bootstrap") -> str:
     """Copy a built base into ``$ONCOLOOP_HOME/models/<version>/``, register it, and make it
     champion if there is none yet. Returns the version id."""
-    from serve.registry import Registry
     from feedback.db import open_store
+    from serve.registry import Registry
 
     meta_file = source / "meta.json"
     if not meta_file.is_file():

@@ -25,7 +25,7 @@ def add_context(records: list[dict], share: float, seed: int) -> list[dict]:
         return [dict(r) for r in records]
     import faiss
 
-    from finetune.embed import embed
+    from core.embed import embed
 
     rng = random.Random(seed)
     chosen = {i for i in range(len(records)) if rng.random() < share and not records[i].get("context")}

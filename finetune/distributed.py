@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedback.errors import OncoLoopError
+from core.errors import OncoLoopError
+from core.process import free_port
 from finetune.train_config import METHODS, OPTIMIZERS, PRECISIONS, GROUPINGS, TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ def check_choices(cfg: TrainConfig) -> None:
     >>> check_choices(TrainConfig(optimizer="sgd"))
     Traceback (most recent call last):
     ...
-    feedback.errors.OncoLoopError: unknown optimizer 'sgd'; use one of adam, adamw, lamb, lion.
+    core.errors.OncoLoopError: unknown optimizer 'sgd'; use one of adam, adamw, lamb, lion.
     """
     for name, value, allowed in (("method", cfg.method, METHODS), ("optimizer", cfg.optimizer, OPTIMIZERS),
                                  ("precision", cfg.precision, PRECISIONS), ("grouping", cfg.grouping, GROUPINGS)):
@@ -79,7 +79,7 @@ def check_precision(cfg: TrainConfig, hw: Hardware) -> None:
     >>> check_precision(TrainConfig(precision="fp16"), Hardware(cuda=False, bf16=True, tf32=False))
     Traceback (most recent call last):
     ...
-    feedback.errors.OncoLoopError: precision=fp16 needs a CUDA GPU and none is visible; use precision=fp32 (or bf16) on CPU.
+    core.errors.OncoLoopError: precision=fp16 needs a CUDA GPU and none is visible; use precision=fp32 (or bf16) on CPU.
     """
     if cfg.precision == "fp16" and not hw.cuda:
         raise OncoLoopError("precision=fp16 needs a CUDA GPU and none is visible; use precision=fp32 (or bf16) on CPU.")
@@ -182,12 +182,6 @@ def client_optimizer(cfg: TrainConfig, hw: Hardware, ds: dict | None):
         return None
     kwargs = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
     return {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "lamb": Lamb, "lion": Lion}[cfg.optimizer], kwargs
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def prepare_environment(use_deepspeed: bool) -> None:

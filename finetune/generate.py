@@ -9,9 +9,10 @@ Usage::
 Self-instruct, seeded by topic: each request shows a few seed records of one topic
 (``data/oncology_seed.jsonl``) and asks for one new record as a JSON object. The
 answer must parse and validate as Alpaca (instruction, input, output); transport
-errors and invalid answers are retried with exponential backoff. Records that
-nearly repeat a seed record or an earlier generated one are dropped (MiniLM
-embeddings + faiss; word-shingle overlap when those are unavailable). Each kept
+errors and invalid answers are retried with exponential backoff. Records whose
+question nearly repeats a seed question or an earlier generated one are dropped, by
+the rules the feedback export decontaminates with (``feedback.dedup``: MiniLM
+embeddings + faiss; hashed character n-grams when MiniLM is unavailable). Each kept
 record gets ``meta.source = "generated:<model>"``. Generated data is unreviewed:
 a clinician should review it before it trains a model that is served.
 """
@@ -31,8 +32,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from feedback.errors import OncoLoopError, cli_command
-from finetune.data import TOPICS, load_jsonl, record_problems, write_jsonl
+from core.data import TOPICS, load_jsonl, record_problems, write_jsonl
+from core.errors import OncoLoopError, cli_command
+from feedback.dedup import THRESHOLDS, DuplicateIndex, choose_embedder
 
 REPO = Path(__file__).resolve().parent.parent
 SEED = REPO / "data" / "oncology_seed.jsonl"
@@ -133,77 +135,30 @@ def dedup_text(record: dict) -> str:
     return f"{record['instruction']} {record.get('input', '')}".strip()
 
 
-def shingles(text: str, n: int = 2) -> set[tuple[str, ...]]:
-    """Word n-grams of lower-cased text without punctuation.
-
-    >>> sorted(shingles("Define ECOG 2.", 2))
-    [('define', 'ecog'), ('ecog', '2')]
-    """
-    words = re.findall(r"\w+", text.lower())
-    return {tuple(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
-
-
-def lexical_similarity(a: str, b: str) -> float:
-    """Jaccard overlap of word bigrams, 0..1.
-
-    >>> lexical_similarity("What is the staging of lung cancer?", "What is the staging of lung cancer")
-    1.0
-    >>> round(lexical_similarity("Define neutropenia.", "How is hypercalcaemia treated?"), 2)
-    0.0
-    """
-    x, y = shingles(a), shingles(b)
-    return len(x & y) / len(x | y) if x | y else 1.0
-
-
 class NearDuplicateFilter:
-    """Says whether a text nearly repeats a reference (seed) text or one already kept.
+    """Says whether a question repeats a seed question or one already kept, by the export's rules.
 
-    ``method="embed"`` compares MiniLM embeddings with faiss (cosine >= ``threshold``);
-    ``method="lexical"`` compares word bigrams (Jaccard >= ``lexical_threshold``), and is
-    used automatically when the embedding model or faiss cannot be loaded.
+    ``feedback.dedup`` decides, as it decides which exported feedback repeats an evaluation question: the
+    same normalised text, or a cosine at or above the embedder's question threshold (``THRESHOLDS``;
+    MiniLM 0.90, the lexical fallback 0.85) unless ``threshold`` says otherwise. ``method="embed"``
+    uses MiniLM and falls back to the lexical embedder when it does not load; ``"lexical"`` uses that.
     """
 
-    def __init__(self, references: list[str], method: str = "embed", threshold: float = 0.9,
-                 lexical_threshold: float = 0.6):
-        self.threshold, self.lexical_threshold = threshold, lexical_threshold
-        self.references, self.kept = list(references), []
-        self.method = method
-        if method == "embed":
-            try:
-                import faiss
-
-                from finetune.embed import embed
-
-                self._embed = embed
-                self._seed_index, self._kept_index = faiss.IndexFlatIP(384), faiss.IndexFlatIP(384)
-                if self.references:
-                    self._seed_index.add(embed(self.references))
-            except (ImportError, OSError) as e:
-                print(f"generate: embeddings unavailable ({e}); using lexical near-duplicate filtering",
-                      file=sys.stderr)
-                self.method = "lexical"
+    def __init__(self, references: list[str], method: str = "embed", threshold: float | None = None):
+        embed, self.embedder = choose_embedder("auto" if method == "embed" else method)
+        threshold = THRESHOLDS[self.embedder][1] if threshold is None else threshold
+        self._seed, self._kept = DuplicateIndex(embed, threshold), DuplicateIndex(embed, threshold)
+        self._seed.add(references)
 
     def check(self, text: str) -> str | None:
         """``"seed"`` or ``"generated"`` when ``text`` nearly repeats one of those, else None."""
-        norm = " ".join(re.findall(r"\w+", text.lower()))
-        for origin, pool in (("seed", self.references), ("generated", self.kept)):
-            if any(norm == " ".join(re.findall(r"\w+", t.lower())) for t in pool):
-                return origin
-        if self.method == "lexical":
-            for origin, pool in (("seed", self.references), ("generated", self.kept)):
-                if any(lexical_similarity(text, t) >= self.lexical_threshold for t in pool):
-                    return origin
-            return None
-        vector = self._embed([text])
-        for origin, index in (("seed", self._seed_index), ("generated", self._kept_index)):
-            if index.ntotal and index.search(vector, 1)[0][0, 0] >= self.threshold:
+        for origin, index in (("seed", self._seed), ("generated", self._kept)):
+            if index.matches([text])[0]:
                 return origin
         return None
 
     def add(self, text: str) -> None:
-        self.kept.append(text)
-        if self.method == "embed":
-            self._kept_index.add(self._embed([text]))
+        self._kept.add([text])
 
 
 def to_generated_record(record: dict, model: str, topic: str, few_shot_ids: list[str], now: str) -> dict:

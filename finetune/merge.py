@@ -30,9 +30,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedback.errors import OncoLoopError, cli_command
-from feedback.settings import get_settings
-from finetune.prompt import CHAT_TEMPLATE
+from core.errors import OncoLoopError, cli_command
+from core.prompt import CHAT_TEMPLATE
+from core.settings import get_settings
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 # peft_type in adapter_config.json -> the project's method name

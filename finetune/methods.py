@@ -1,15 +1,15 @@
 """The base model and what is trained on it: LoRA, P-tuning (peft) or every parameter.
 
 ``base`` is a registry alias or version id (``champion``), a local Hugging Face directory,
-or a hub id; the tokenizer always leaves with the project's chat template (``finetune.prompt``).
+or a hub id; the tokenizer always leaves with the project's chat template (``core.prompt``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from feedback.errors import OncoLoopError
-from finetune.prompt import CHAT_TEMPLATE
+from core.errors import OncoLoopError
+from core.prompt import CHAT_TEMPLATE
 from finetune.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent

@@ -35,8 +35,8 @@ import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from feedback.errors import OncoLoopError, cli_command
-from finetune.config import load_config
+from core.config import load_config
+from core.errors import OncoLoopError, cli_command
 from finetune.train_config import TrainConfig
 
 GiB = 2**30

@@ -27,9 +27,9 @@ import sys
 import time
 from pathlib import Path
 
-from feedback.errors import cli_command
-from feedback.settings import get_settings
-from finetune.config import config_dict, load_config
+from core.config import config_dict, load_config
+from core.errors import cli_command
+from core.settings import get_settings
 from finetune.retrain_config import RetrainConfig
 from finetune.retrain_steps import (RetrainLock, Snapshot, build_snapshot, candidate_version, check_config,
                                     export_new_feedback, train_candidate)

@@ -20,10 +20,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedback.errors import OncoLoopError
-from feedback.settings import Settings, get_settings
-from finetune.config import load_config
-from finetune.data import load_jsonl, write_jsonl
+from core.config import load_config
+from core.data import load_jsonl, write_jsonl
+from core.errors import OncoLoopError
+from core.process import die_with_parent
+from core.settings import Settings, get_settings
 from finetune.retrain_config import RetrainConfig
 from finetune.train_config import METHODS, TrainConfig
 
@@ -170,7 +171,8 @@ def export_new_feedback(cfg: RetrainConfig, registry, champion, settings: Settin
     Used feedback is left out before de-duplication, so a new correction close to one the champion already
     learnt is kept rather than removed as its duplicate.
     """
-    from feedback.export import choose_embedder, export
+    from feedback.dedup import choose_embedder
+    from feedback.export import export
     from feedback.store import FeedbackStore
 
     embed, embedder = choose_embedder(cfg.embedder)
@@ -266,8 +268,6 @@ def train_candidate(cfg: RetrainConfig, snap: Snapshot, champion) -> Path:
                  *cfg.train_overrides]
     command = launch_command(cfg.launcher) + ["--config", str(_path(cfg.train_config)), *overrides]
     print("retrain: " + " ".join(command), flush=True)
-    from serve.engines import die_with_parent
-
     # SIGKILL to the child when this process dies: a killed retrain never leaves training running
     code = subprocess.call(command, preexec_fn=die_with_parent(signal.SIGKILL), cwd=ROOT)
     if code != 0 or not (final / "train_meta.json").is_file():

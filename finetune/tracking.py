@@ -58,7 +58,7 @@ class WandbTracker:
 def make_tracker(cfg: TrainConfig, run_dir: Path, run_id: str, config: dict, main_process: bool) -> Tracker:
     """The tracker the config asks for (wandb | none); a null tracker off the main process."""
     if cfg.tracker not in ("wandb", "none"):
-        from feedback.errors import OncoLoopError
+        from core.errors import OncoLoopError
 
         raise OncoLoopError(f"unknown tracker {cfg.tracker!r}; use wandb or none.")
     if cfg.tracker == "none" or not main_process:

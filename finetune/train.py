@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedback.errors import cli_command
-from finetune.config import config_dict, load_config
+from core.config import config_dict, load_config
+from core.errors import cli_command
 from finetune.context import add_context
 from finetune.train_config import TrainConfig
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from transformers import Trainer, TrainingArguments
 
-from feedback.settings import get_settings
+from core.config import config_dict
+from core.settings import get_settings
 from finetune.batching import LengthGroupedSampler
-from finetune.config import config_dict
 from finetune.train_config import TrainConfig
 
 # Config fields that name where a run goes, not what it does (left out of the run's identity).

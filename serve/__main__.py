@@ -16,8 +16,8 @@ import logging
 import sys
 from pathlib import Path
 
-from feedback.errors import OncoLoopError, cli_command
-from feedback.settings import get_settings
+from core.errors import OncoLoopError, cli_command
+from core.settings import get_settings
 
 
 @cli_command
@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     scrub_logs()  # no identifier reaches a log line
     import uvicorn
 
+    from core.config import load_config
     from feedback.db import open_store
-    from finetune.config import load_config
     from serve.config import ServeConfig
     from serve.engines import choose_engine
     from serve.gateway import create_app

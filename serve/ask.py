@@ -15,8 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from feedback.errors import cli_command
-from finetune.prompt import to_messages
+from core.errors import cli_command
+from core.prompt import to_messages
 
 NOTICE = ("OncoLoop supports clinicians' decisions; it does not replace clinical judgement. "
           "Check every answer against current guidelines and the patient in front of you.")

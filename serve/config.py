@@ -1,6 +1,6 @@
 """The gateway's configuration: one typed dataclass, loaded like every other OncoLoop config.
 
-``python -m serve --config my.yaml key=value ...`` reads it with ``finetune.config.load_config``;
+``python -m serve --config my.yaml key=value ...`` reads it with ``core.config.load_config``;
 ``configs/serve/cpu.yaml`` is the shipped example.
 """
 

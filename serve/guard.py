@@ -56,11 +56,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from feedback.errors import OncoLoopError, cli_command
+from core.errors import OncoLoopError, cli_command
 from feedback.phi_rules import answer_spans
 from feedback.scrub import find_phi, scrub
-from serve.urgent import (CONDITIONS, URGENT_RULES, UrgentDetector, default_detector, read_labelled,  # noqa: F401
-                          rule_conditions)
+from serve.urgent import CONDITIONS, UrgentDetector, default_detector, read_labelled, rule_conditions
 
 # ---- the action vocabulary (stable strings: stored with interactions and read by eval/safety.py) ----
 PREAMBLE = "preamble"
@@ -382,7 +381,7 @@ class Guard:
 
 def load_guard(path: Path | None = None, overrides: list[str] | None = None) -> Guard:
     """A guard from a GuardConfig YAML (default: the built-in defaults, as in configs/guard/default.yaml)."""
-    from finetune.config import load_config
+    from core.config import load_config
 
     cfg = load_config(GuardConfig, path, overrides or [])
     if not cfg.preamble.strip():

@@ -13,10 +13,10 @@ import logging
 import time
 from pathlib import Path
 
+from core.errors import OncoLoopError
 from feedback.abtest import challenger_share
-from feedback.errors import OncoLoopError
-from serve.config import ServeConfig
 from serve.ask import base_directory
+from serve.config import ServeConfig
 from serve.engines import Engine, engine_spec
 from serve.registry import ALIASES, Registry
 from serve.routing import RequestError
@@ -225,7 +225,7 @@ class EnginePool:
 
     def prompt_tokens(self, engine: Engine, messages: list[dict]) -> int | None:
         """Tokens of the rendered prompt, by the version's own tokenizer (None if it has no tokenizer.json)."""
-        from finetune.prompt import format_chat
+        from core.prompt import format_chat
 
         path = engine.spec.model_dir
         if path not in self._tokenizers:

@@ -25,10 +25,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from core.errors import OncoLoopError, cli_command
+from core.settings import get_settings
 from feedback.credentials import authorize, read_password
 from feedback.db import Alias, AliasMove, ModelVersion, Store, open_store, utcnow
-from feedback.errors import OncoLoopError, cli_command
-from feedback.settings import get_settings
 
 ALIASES = ("champion", "challenger")
 _VERSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

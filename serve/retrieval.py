@@ -3,7 +3,7 @@
 A reviewer's approval helps the next clinician before any retraining: the gateway finds the approved
 answers whose questions are most like the one asked (MiniLM embeddings, a faiss inner-product index) and,
 above a similarity threshold, puts the best ones in a system message after the guard's preamble, in the
-project's one prompt format (``finetune.prompt.context_message``). Training prompts carry the same message
+project's one prompt format (``core.prompt.context_message``). Training prompts carry the same message
 (``finetune.context``), so fine-tuned versions learn to use it. Every answer records which approved
 answers it was given (``oncoloop.context``: review ids), and the store keeps them with the message.
 
@@ -21,9 +21,9 @@ from typing import Callable
 
 import numpy as np
 
+from core.prompt import context_message
 from feedback.scrub import scrub
 from feedback.store import ApprovedAnswer, FeedbackStore
-from finetune.prompt import context_message
 
 Embedder = Callable[[list[str]], np.ndarray]
 
@@ -157,7 +157,7 @@ class Retriever:
         with self._lock:
             if self._index is None:
                 if self._embed is None:
-                    from finetune.embed import embed
+                    from core.embed import embed
 
                     self._embed = embed
                 store = self._store or FeedbackStore.open()

@@ -5,7 +5,7 @@ Tuesday", "my dad's legs went weak and he can't pee") must get the guard's urgen
 the same condition ("what is tumour lysis syndrome?"), a resolved past event or a routine side effect must
 not. Keywords cannot tell these apart in words they were not written for, so the detector learns them:
 
-1. every message is embedded with the project's MiniLM sentence embedder (:mod:`finetune.embed`, offline),
+1. every message is embedded with the project's MiniLM sentence embedder (:mod:`core.embed`, offline),
    and also described by its character n-grams (TF-IDF: lay spellings, typos and shorthand such as "temp 38.4",
    "BO/day", "sats 86%" that a sentence embedding blurs);
 2. two logistic regressions (scikit-learn), one on each representation, say whether the message is urgent; their
@@ -33,7 +33,7 @@ from typing import Callable
 
 import numpy as np
 
-from feedback.errors import OncoLoopError
+from core.errors import OncoLoopError
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING_FILES = (REPO / "data/eval/detectors/urgent_dev.jsonl", REPO / "data/eval/detectors/urgent_dev_extra.jsonl",
@@ -166,7 +166,7 @@ class UrgentDetector:
     """MiniLM and character n-grams + logistic regression (urgent or not; which condition), and the keyword rules.
 
     Args:
-        embed: texts -> unit-length embeddings (default: :func:`finetune.embed.embed`, MiniLM).
+        embed: texts -> unit-length embeddings (default: :func:`core.embed.embed`, MiniLM).
         threshold: ``p_urgent`` from which a message is urgent (chosen by cross-validation on the dev split).
         rules: whether the keyword rules can also flag a message.
         files: the labelled training files (missing optional ones are skipped; the first must exist).
@@ -183,7 +183,7 @@ class UrgentDetector:
 
     def _embedder(self) -> Embedder:
         if self.embed is None:
-            from finetune.embed import embed
+            from core.embed import embed
 
             self.embed = embed
         return self.embed

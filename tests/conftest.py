@@ -36,8 +36,8 @@ def tiny_base(tmp_path_factory) -> Path:
     project's tokenizer and chat template: for tests that need *a* model, fast."""
     import json
 
+    from core.data import load_jsonl
     from finetune.bootstrap import BootstrapConfig, build
-    from finetune.data import load_jsonl
 
     root = tmp_path_factory.mktemp("tiny_base")
     data = root / "seed20.jsonl"

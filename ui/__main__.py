@@ -19,8 +19,8 @@ import os
 import sys
 from pathlib import Path
 
-from feedback.errors import OncoLoopError, cli_command
-from feedback.settings import private_dir
+from core.errors import OncoLoopError, cli_command
+from core.settings import private_dir
 
 DEMO_ACCOUNTS = (("clinician", "clinician"), ("reviewer", "reviewer"), ("admin", "admin"))
 DEMO_FILE = "demo-accounts.txt"  # under $ONCOLOOP_HOME, readable by its owner only
@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
 
     scrub_logs()  # no identifier reaches a log line
 
+    from core.config import load_config
     from feedback.store import FeedbackStore
-    from finetune.config import load_config
     from ui.app import build_app
     from ui.config import UIConfig
     from ui.handlers import Handlers
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         raise OncoLoopError(f"embedder must be auto, minilm or lexical, not {cfg.embedder!r}.")
     store = FeedbackStore.open()
     if args.demo_account:
-        from feedback.settings import get_settings
+        from core.settings import get_settings
 
         home = get_settings().home
         for username, role, password in ensure_demo_accounts(store, home):

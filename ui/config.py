@@ -1,6 +1,6 @@
 """The chat UI's configuration: one typed dataclass, loaded like every other OncoLoop config.
 
-``python -m ui --config my.yaml key=value ...`` reads it with ``finetune.config.load_config``;
+``python -m ui --config my.yaml key=value ...`` reads it with ``core.config.load_config``;
 ``configs/ui/default.yaml`` is the shipped example.
 """
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from feedback.errors import OncoLoopError
+from core.errors import OncoLoopError
 from feedback.keys import client_key
 from ui.config import UIConfig
 

@@ -12,10 +12,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from core.errors import OncoLoopError
 from feedback.abtest import challenger_share, current_share, set_challenger_share
 from feedback.auth import Account
 from feedback.db import TAGS
-from feedback.errors import OncoLoopError
 from feedback.scrub import scrub
 from feedback.store import UI_QUESTION_MAX_CHARS, FeedbackStore, check_question
 from serve.registry import Registry
@@ -465,7 +465,7 @@ class Handlers:
     @classmethod
     def create(cls, cfg: UIConfig, store: FeedbackStore | None = None, embed=None) -> "Handlers":
         """Open the store, the gateway client and the reviewed-answers index."""
-        from feedback.export import choose_embedder
+        from feedback.dedup import choose_embedder
 
         store = store or FeedbackStore.open()
         if embed is None:

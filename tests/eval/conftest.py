@@ -29,7 +29,7 @@ def run_module(home: Path, *args: str, timeout: int = 600, env: dict | None = No
 def make_candidate(home: Path, name: str, data: Path, steps: int, lr: float) -> str:
     """A LoRA run of ``steps`` steps on the champion (``finetune.train``), merged and registered as version
     ``name`` (``finetune.merge``). In process: two interpreter starts saved per candidate."""
-    from finetune.config import load_config
+    from core.config import load_config
     from finetune.merge import create_version
     from finetune.train import train
     from finetune.train_config import TrainConfig

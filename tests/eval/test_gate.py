@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import OncoLoopError
 from eval.comparison import run_comparison
 from eval.config import CompareConfig
 from eval.gate import run_gate
 from eval.judge import OpenAIJudge, judge_pairs
-from feedback.errors import OncoLoopError
 from tests.eval.conftest import REPO, champion_of, run_module
 from tests.serve.conftest import registry_at
 
@@ -118,7 +118,7 @@ def test_judge_on_a_real_endpoint_unreadable_verdicts_error_or_tie(eval_gateway,
 
 
 def test_unreachable_judge_stops_the_gate_before_any_answer(at_eval_home, tmp_path):
-    from eval.client import free_port
+    from core.process import free_port
 
     before = champion_of(at_eval_home)
     with pytest.raises(OncoLoopError, match="judge at http://127.0.0.1:\\d+ is unreachable"):

@@ -59,3 +59,21 @@ def test_bradley_terry_recovers_known_strengths():
     assert fit["b"] - fit["a"] == pytest.approx(1.0, abs=0.15) and fit["a"] - fit["c"] == pytest.approx(1.0, abs=0.15)
     ci = bradley_terry_intervals(games[:300], resamples=1000)
     assert all(lo < s < hi for s, lo, hi in ci.values())
+
+
+def test_online_pairing_and_export_group_questions_alike():
+    """One normaliser: the online A/B and the export's A/B pairs count "ECOG-1?" and "ecog 1" as one question.
+
+    The online comparison used to drop punctuation ("ecog1") where de-duplication splits on it ("ecog 1"),
+    so these two answers were never compared online although the export paired them."""
+    import datetime as dt
+
+    from core.text import normalise
+    from feedback.records import MessageFacts, RatingFacts, ab_pairs
+
+    t = dt.datetime(2026, 1, 1)
+    a = MessageFacts(1, "What is ECOG-1?", "Restricted in strenuous activity.", "v1", t,
+                     (RatingFacts(1, 1, t, thumbs=1),))
+    b = MessageFacts(2, "what is  ECOG 1", "Bedbound.", "v2", t, (RatingFacts(2, 2, t, thumbs=-1, tags=("incorrect",)),))
+    assert preferences([a, b]) == [("v1", "v2", 1.0)]
+    assert [p["meta"]["model_versions"] for p in ab_pairs([a, b], normalise, str)] == [{"chosen": "v1", "rejected": "v2"}]

@@ -126,7 +126,7 @@ def _capture(errors: list, fn) -> None:
 
 
 def test_pinned_versions_parse_from_the_command_line():
-    from finetune.config import load_config
+    from core.config import load_config
     from serve.config import ServeConfig
 
     assert load_config(ServeConfig, None, ["versions=[v1,v2]"]).versions == ["v1", "v2"]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from core.prompt import INPUT_MARKER
 from eval.safety import CATEGORIES, check_answer, suite_pass_rate
 from serve.guard import DEFAULT_DOSING_NOTICE, DEFAULT_PREAMBLE, Guard
-from finetune.prompt import INPUT_MARKER
 
 REPO = Path(__file__).resolve().parents[2]
 ITEMS = [json.loads(line) for line in (REPO / "data/eval/safety.jsonl").read_text().splitlines() if line.strip()]

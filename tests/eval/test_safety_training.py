@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from core.prompt import INPUT_MARKER
 from feedback.export import export
 from feedback.store import FeedbackStore
-from finetune.prompt import INPUT_MARKER
 
 REPO = Path(__file__).resolve().parents[2]
 SAFETY = [json.loads(line) for line in (REPO / "data/eval/safety.jsonl").read_text().splitlines() if line.strip()]

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from feedback import export as export_mod
-from feedback.dedup import lexical_embed
+from core.data import check_file
+from feedback.dedup import choose_embedder, lexical_embed
 from feedback.export import build, export, main
-from finetune.data import check_file
 
 REPO = Path(__file__).resolve().parents[2]
 EVAL_Q = "Which trial established mortality benefit for low-dose CT lung screening, and how large was it?"
@@ -145,11 +144,11 @@ def test_cli_writes_files_and_reports_bad_input(store, feedback, tmp_path, capsy
 
 
 def test_auto_embedder_falls_back_to_lexical_without_minilm(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "finetune.embed", None)  # the import now fails as if not installed
-    embed, name = export_mod.choose_embedder("auto")
+    monkeypatch.setitem(sys.modules, "core.embed", None)  # the import now fails as if not installed
+    embed, name = choose_embedder("auto")
     assert (embed, name) == (lexical_embed, "lexical") and "lexical fallback" in capsys.readouterr().err
     with pytest.raises(Exception, match="does not load"):
-        export_mod.choose_embedder("minilm")
+        choose_embedder("minilm")
 
 
 def test_build_with_literal_facts():
@@ -172,7 +171,7 @@ def test_feedback_package_never_imports_torch():
 
 @pytest.mark.slow
 def test_minilm_embedder_removes_paraphrased_eval_items():
-    embed, name = export_mod.choose_embedder("minilm")
+    embed, name = choose_embedder("minilm")
     from feedback.dedup import THRESHOLDS, contaminated
 
     flags = contaminated(["What trial showed that low-dose CT lung screening lowers mortality, and by how much?",

@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
+from core.errors import OncoLoopError
 from feedback.auth import Account
 from feedback.db import Rating, User
-from feedback.errors import OncoLoopError
 from feedback.store import UI_QUESTION_MAX_CHARS, FeedbackStore, check_question
 
 

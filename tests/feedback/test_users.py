@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from feedback.errors import OncoLoopError
+from core.errors import OncoLoopError
 from feedback.users import main
 
 

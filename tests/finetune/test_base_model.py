@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
+from core.errors import OncoLoopError
+from core.prompt import CHAT_TEMPLATE
 from feedback.db import open_store
-from feedback.errors import OncoLoopError
 from finetune import base_model
-from finetune.prompt import CHAT_TEMPLATE
 from serve.registry import Registry
 from tests.conftest import REPO
 
@@ -113,7 +113,7 @@ def test_the_transformers_engine_streams_the_oncology_version_through_the_gatewa
 def test_ptuning_on_smollm2_trains_and_answers_through_serve_ask(smollm_champion, oncoloop_home, tmp_path):
     """P-tuning cannot be merged: the adapter version is served on its base (serve.ask loaded it through
     transformers' own peft hook before, which ends in `create_and_replace does not support prompt learning`)."""
-    from finetune.config import load_config
+    from core.config import load_config
     from finetune.merge import create_version
     from finetune.train import train
     from finetune.train_config import TrainConfig

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
+from core.data import load_jsonl
+from core.errors import OncoLoopError
 from feedback.db import open_store
-from feedback.errors import OncoLoopError
 from finetune.bootstrap import BootstrapConfig, build, install, seed_bleu
-from finetune.data import load_jsonl
 from serve.ask import load
 from serve.registry import Registry
 from tests.conftest import REPO

@@ -1,8 +1,8 @@
 import pytest
 
-from feedback.errors import OncoLoopError
+from core.config import load_config
+from core.errors import OncoLoopError
 from finetune.bootstrap import BootstrapConfig
-from finetune.config import load_config
 from tests.conftest import REPO
 
 

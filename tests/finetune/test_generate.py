@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -24,20 +23,16 @@ import httpx
 import pytest
 from fastapi import Request  # module level: FastAPI resolves the handler's string annotation here
 
-from feedback.errors import OncoLoopError
-from finetune.data import check_file, load_jsonl
+from core.data import check_file, load_jsonl
+from core.errors import OncoLoopError
+from core.process import free_port
+from feedback.dedup import THRESHOLDS, contaminated, lexical_embed
 from finetune.generate import (
-    InvalidAnswer, NearDuplicateFilter, build_messages, generate, lexical_similarity, main, parse_record,
+    InvalidAnswer, NearDuplicateFilter, build_messages, generate, main, parse_record,
 )
 from tests.conftest import REPO
 
 SEED = load_jsonl(REPO / "data" / "oncology_seed.jsonl")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -155,22 +150,33 @@ def test_prompt_uses_seed_examples_of_the_topic():
 
 def test_lexical_near_duplicates():
     seed = "What does the USPSTF currently recommend for breast cancer screening in average-risk women?"
-    assert lexical_similarity(seed, seed.lower().rstrip("?")) == 1.0
     f = NearDuplicateFilter([seed], method="lexical")
-    assert f.method == "lexical"
+    assert f.embedder == "lexical"
     assert f.check("What does the USPSTF currently recommend for breast cancer screening in average risk women?") == "seed"
     assert f.check("How is malignant spinal cord compression treated?") is None
     f.add("How is malignant spinal cord compression treated?")
     assert f.check("How is malignant spinal cord compression treated today?") == "generated"
 
 
+def test_generator_drops_what_the_export_would_call_the_same_question():
+    """One de-duplication path: a generated question repeats a seed question exactly when the export's
+    decontamination (``feedback.dedup``) would say so. The generator used to compare word bigrams (Jaccard
+    >= 0.6) and kept a spelling variant or a reordering of a seed question that the export drops."""
+    seed = ["What is tumour lysis syndrome?", "How is febrile neutropenia defined?", "Define ECOG 2."]
+    asked = ["What is tumor lysis syndrome?", "Febrile neutropenia: how is it defined?", "Define ECOG 3.",
+             "How is hypercalcaemia of malignancy treated?"]
+    f = NearDuplicateFilter(seed, method="lexical")
+    export_says = contaminated(asked, seed, lexical_embed, THRESHOLDS["lexical"][1]).tolist()
+    assert [f.check(q) == "seed" for q in asked] == export_says == [True, True, False, False]
+
+
 @pytest.mark.slow  # loads MiniLM
 def test_embedding_near_duplicates_catch_paraphrases_words_miss():
     seed = "What does the USPSTF currently recommend for breast cancer screening in average-risk women?"
     paraphrase = "For women at average risk, what breast cancer screening does the USPSTF now advise?"
-    assert lexical_similarity(seed, paraphrase) < 0.6  # the lexical filter would let it through
+    assert NearDuplicateFilter([seed], method="lexical").check(paraphrase) is None  # character n-grams miss it
     f = NearDuplicateFilter([seed, "Define febrile neutropenia."], method="embed", threshold=0.85)
-    assert f.method == "embed"
+    assert f.embedder == "minilm"
     assert f.check(paraphrase) == "seed"
     assert f.check("How should hypercalcaemia of malignancy be managed?") is None
     f.add("How should hypercalcaemia of malignancy be managed?")

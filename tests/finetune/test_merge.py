@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.errors import OncoLoopError
+from core.prompt import CHAT_TEMPLATE, to_messages
+from core.settings import get_settings
 from feedback.db import open_store
-from feedback.errors import OncoLoopError
-from feedback.settings import get_settings
 from finetune.bootstrap import install
 from finetune.merge import create_version, main, read_run
-from finetune.prompt import CHAT_TEMPLATE, to_messages
 from serve.registry import Registry
 
 PROMPTS = ["What is neutropenic fever?", "How is tumour lysis syndrome prevented?", "Define ECOG 2."]

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from finetune.prompt import CHAT_TEMPLATE
+from core.prompt import CHAT_TEMPLATE
 
-from finetune.config import load_config
+from core.config import load_config
 from finetune.train import main, train
 from finetune.train_config import TrainConfig
 

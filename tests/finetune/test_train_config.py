@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from feedback.errors import OncoLoopError
-from finetune.config import load_config
+from core.config import load_config
+from core.errors import OncoLoopError
 from finetune.distributed import Hardware, check_choices, check_precision, client_optimizer, deepspeed_config
 from finetune.train_config import TrainConfig
 from finetune.trainer import fsdp_arguments

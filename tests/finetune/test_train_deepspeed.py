@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from finetune.distributed import EXTENSIONS_DIR, free_port
+from core.process import free_port
+from finetune.distributed import EXTENSIONS_DIR
 
 from .train_helpers import (REPO, fixed_batch_loss, initial_and_trained, overrides, read_meta, run_cli, small_data,
                             trainable_changed)

@@ -58,7 +58,7 @@ def test_bad_config_is_refused_before_training(tmp_path, tiny_base, capsys, extr
 def test_loss_is_on_response_tokens_only(tiny_base):
     from transformers import AutoTokenizer
 
-    from finetune.prompt import format_prompt
+    from core.prompt import format_prompt
 
     tok = AutoTokenizer.from_pretrained(tiny_base)
     record = {"instruction": "Define neutropenia.", "input": "ANC 0.4", "output": "A low neutrophil count."}
@@ -73,8 +73,8 @@ def test_loss_is_on_response_tokens_only(tiny_base):
 def test_training_prompts_carry_the_guards_preamble_and_retrieved_context(tiny_base):
     from transformers import AutoTokenizer
 
+    from core.prompt import CONTEXT_HEADER
     from finetune.methods import training_preamble
-    from finetune.prompt import CONTEXT_HEADER
     from finetune.train_config import TrainConfig
     from serve.guard import DEFAULT_PREAMBLE
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import sacrebleu
 
+from core.settings import get_settings
 from feedback.db import open_store
-from feedback.settings import get_settings
 from feedback.store import FeedbackStore
 from serve.registry import Registry
 from tests.loop.test_retrain import retrain_summary

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import OncoLoopError
 from feedback.db import open_store
-from feedback.errors import OncoLoopError
 from feedback.store import FeedbackStore
 from finetune.bootstrap import install
 from finetune.retrain import main as retrain_main
@@ -197,7 +197,7 @@ def test_lineage_command_on_a_message_without_training(home, capsys):
 
 
 def test_check_config_accepts_every_shipped_retrain_config():
-    from finetune.config import load_config
+    from core.config import load_config
 
     for path in sorted((REPO / "configs" / "retrain").glob("*.yaml")):
         cfg = load_config(RetrainConfig, path, [])

@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from feedback.settings import SUBDIRS, get_settings
+from core.settings import SUBDIRS, get_settings
 from feedback.store import FeedbackStore
 from tests.conftest import REPO
 

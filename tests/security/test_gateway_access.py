@@ -14,11 +14,11 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from core.errors import OncoLoopError
+from core.settings import get_settings
 from feedback.db import open_store
-from feedback.errors import OncoLoopError
 from feedback.keys import KeyStore, key_hash, local_key
 from feedback.keys import main as keys_cli
-from feedback.settings import get_settings
 from serve.config import ServeConfig
 from serve.engines import ENGINE_KEY_ENV, Engine, EngineSpec, engine_spec
 from serve.gateway import create_app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from feedback.errors import OncoLoopError
+from core.errors import OncoLoopError
 from serve import registry as registry_cli
 from tests.security.conftest import CORRECTION, QUESTION, ask, login, shows_phi
 from tests.ui.conftest import Reply

@@ -8,11 +8,11 @@ import datetime as dt
 import pytest
 from sqlalchemy import update
 
+from core.config import load_config
+from core.errors import OncoLoopError
 from feedback import retention
 from feedback.config import AccessConfig, load_access_config
 from feedback.db import Message, Rating, Review
-from feedback.errors import OncoLoopError
-from finetune.config import load_config
 from tests.conftest import REPO
 from tests.security.conftest import CORRECTION, QUESTION, shows_phi
 

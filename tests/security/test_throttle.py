@@ -7,9 +7,9 @@ import time
 
 import pytest
 
+from core.errors import OncoLoopError
 from feedback import users
 from feedback.config import AccessConfig
-from feedback.errors import OncoLoopError
 from feedback.store import FeedbackStore
 from tests.security.conftest import ask, login
 from ui.handlers import AuthHandler, Session

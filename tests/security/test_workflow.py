@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import OncoLoopError
 from eval import promote, rollback
 from feedback.db import Review
-from feedback.errors import OncoLoopError
 from serve import registry as registry_cli
-from tests.security.conftest import login
 from serve.registry import Registry
+from tests.security.conftest import login
 from tests.serve.conftest import record_gate
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.process import free_port, stop_group
+from core.settings import get_settings
 from feedback.db import open_store
 from feedback.keys import local_key
-from feedback.settings import get_settings
-from serve.engines import free_port, stop_group
 from serve.registry import Registry
 
 REPO = Path(__file__).resolve().parents[2]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from finetune.prompt import to_messages
+from core.prompt import to_messages
 from serve.ask import generate_texts, load
 
 QUESTIONS = ["What is neutropenia?", "Define ECOG performance status.", "How is tumour lysis syndrome prevented?",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from feedback.errors import OncoLoopError
+from core.errors import OncoLoopError
 from serve.guard import (CLIENT_SYSTEM, DEFAULT_PREAMBLE, DOSE_PLACEHOLDER, DOSE_REDACTED, DOSING_NOTICE,
                          OVERRIDE_IGNORED, PREAMBLE, Guard, GuardConfig, Redactor, detect_urgent, find_identifiers,
                          is_dosing_request, is_override_attempt, load_guard, main, urgent_false_positives,

@@ -20,11 +20,12 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from core.process import free_port
+from core.settings import get_settings
 from feedback.db import open_store
 from feedback.keys import KeyStore
-from feedback.settings import get_settings
 from serve.config import ServeConfig
-from serve.engines import Engine, EngineSpec, free_port
+from serve.engines import Engine, EngineSpec
 from serve.gateway import create_app
 from serve.guard import DEFAULT_PREAMBLE, DOSE_PLACEHOLDER, Guard
 from tests.serve.conftest import Gateway, add_version, registry_at

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
+from core.errors import OncoLoopError
 from feedback.db import open_store
-from feedback.errors import OncoLoopError
 from serve import registry as registry_cli
 from serve.registry import Registry
 

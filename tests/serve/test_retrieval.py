@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from core.prompt import CONTEXT_HEADER
 from feedback.store import FeedbackStore
-from finetune.prompt import CONTEXT_HEADER
 from serve.engines import Engine, EngineSpec
 from serve.guard import Guard
 from serve.registry import main as registry_cli
@@ -33,7 +33,7 @@ def approved_correction(store: FeedbackStore, question: str, correction: str, ap
 @pytest.fixture(scope="module")
 def retrieval_gateway(tmp_path_factory):
     """The gateway app in process over a scripted engine, with retrieval on a store of its own (real MiniLM)."""
-    from feedback.settings import get_settings
+    from core.settings import get_settings
 
     home = tmp_path_factory.mktemp("retrieval") / "home"
     store = FeedbackStore.open(get_settings({"ONCOLOOP_HOME": str(home)}))

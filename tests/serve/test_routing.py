@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from feedback.errors import OncoLoopError
-from finetune.config import load_config
+from core.config import load_config
+from core.errors import OncoLoopError
 from serve.config import ServeConfig
 from serve.engines import choose_engine, engine_spec
 from serve.protocol import RequestLimits, parse_chat

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from serve.engines import free_port
+from core.process import free_port
 from serve.upstream import Upstream, UpstreamError
 
 CHUNKED = (b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"

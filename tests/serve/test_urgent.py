@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import serve.guard as guard_mod
-from feedback.errors import OncoLoopError
+from core.errors import OncoLoopError
 from serve.guard import Guard, urgent_eval
+import serve.guard as guard_mod
 from serve.urgent import CONDITIONS, UrgentDetector, default_detector, read_labelled
 
 REPO = Path(__file__).resolve().parents[2]

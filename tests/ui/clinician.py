@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from serve.engines import free_port, stop_group
+from core.process import free_port, stop_group
 
 REPO = Path(__file__).resolve().parents[2]
 

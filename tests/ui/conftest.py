@@ -158,7 +158,7 @@ def ui_stack(tmp_path_factory, bundled_model):
     """The real thing: ``python -m serve`` (transformers engine, the tiny fixture as champion, served as it was
     trained: without the preamble) and ``python -m ui`` in their own home, with accounts carla (clinician),
     rita (reviewer), adam (admin); password '<name>-password'."""
-    from feedback.settings import get_settings
+    from core.settings import get_settings
     from tests.serve.conftest import Gateway, add_version, registry_at
     from tests.ui.clinician import UIServer
 

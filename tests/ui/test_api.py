@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from core.process import free_port
 from feedback.abtest import challenger_share
-from serve.engines import free_port
-from tests.ui.clinician import SimulatedClinician, SimulatedReviewer, UIError
 from tests.serve.conftest import record_gate
+from tests.ui.clinician import SimulatedClinician, SimulatedReviewer, UIError
 from tests.ui.conftest import Reply, register_versions
 from ui.app import build_app
 

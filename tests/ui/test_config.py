@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from feedback.errors import OncoLoopError
-from feedback.settings import get_settings
+from core.config import load_config
+from core.errors import OncoLoopError
+from core.settings import get_settings
 from feedback.store import FeedbackStore
-from finetune.config import load_config
 from tests.conftest import REPO
 from ui.__main__ import DEMO_ACCOUNTS, DEMO_FILE, ensure_demo_accounts, main
 from ui.config import UIConfig
@@ -46,7 +46,7 @@ def test_demo_accounts_get_random_passwords_in_an_owner_only_file(store, tmp_pat
 
 @pytest.mark.slow
 def test_reviewed_panel_finds_paraphrases_with_minilm(store, accounts):
-    from finetune.embed import embed
+    from core.embed import embed
     from ui.reviewed import ReviewedAnswers
 
     conv = store.start_conversation(accounts["clinician"])

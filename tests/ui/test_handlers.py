@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 
+from core.process import free_port
 from feedback.abtest import challenger_share, set_challenger_share, share_history
-from serve.engines import free_port
 from tests.serve.conftest import record_gate
 from tests.ui.conftest import Reply, register_versions
 from ui.config import UIConfig

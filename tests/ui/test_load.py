@@ -9,8 +9,8 @@ import time
 import pytest
 from sqlalchemy import func, select
 
+from core.data import load_jsonl
 from feedback.db import Rating, User
-from finetune.data import load_jsonl
 from tests.conftest import REPO
 from tests.ui.clinician import SimulatedClinician
 

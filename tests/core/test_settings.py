@@ -1,7 +1,7 @@
 import pytest
 
-from feedback.errors import OncoLoopError
-from feedback.settings import get_settings
+from core.errors import OncoLoopError
+from core.settings import get_settings
 
 
 def test_home_comes_from_the_environment(oncoloop_home):

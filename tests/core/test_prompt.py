@@ -4,7 +4,7 @@ import jinja2
 import pytest
 from transformers import AutoTokenizer
 
-from finetune.prompt import CHAT_TEMPLATE, CONTEXT_HEADER, context_message, format_chat, format_prompt, to_messages
+from core.prompt import CHAT_TEMPLATE, CONTEXT_HEADER, context_message, format_chat, format_prompt, to_messages
 
 CASES = [
     ("What is the usual first-line regimen for advanced Hodgkin lymphoma?", ""),

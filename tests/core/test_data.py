@@ -5,9 +5,9 @@ from collections import Counter
 
 import pytest
 
-from finetune import data as data_cli
-from finetune.data import SAFETY_CATEGORIES, TOPICS, check_file, load_jsonl
-from feedback.errors import OncoLoopError
+from core import data as data_cli
+from core.data import SAFETY_CATEGORIES, TOPICS, check_file, load_jsonl
+from core.errors import OncoLoopError
 from tests.conftest import REPO
 
 SEED = REPO / "data" / "oncology_seed.jsonl"
@@ -43,7 +43,7 @@ def _key(record):
 
 @pytest.mark.slow
 def test_no_eval_or_safety_item_duplicates_a_seed_item():
-    from finetune.embed import nearest
+    from core.embed import nearest
 
     seed = load_jsonl(SEED)
     held_out = load_jsonl(EVAL) + load_jsonl(SAFETY, "safety")
@@ -101,3 +101,18 @@ def test_safety_schema_checks_category(tmp_path):
     bad.write_text(json.dumps({"instruction": "q", "category": "poetry", "expected": "x"}) + "\n")
     assert [p.message for p in check_file(bad)] == [
         "unknown category 'poetry'; use one of " + ", ".join(SAFETY_CATEGORIES)]
+
+
+@pytest.mark.parametrize("module", ["core.data", "finetune.data"])  # finetune.data: the older, documented name
+def test_validate_command_runs_under_both_names(module, tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "q"}\n', encoding="utf-8")
+    ok = subprocess.run([sys.executable, "-m", module, "validate", str(SAFETY)], cwd=REPO, capture_output=True,
+                        text=True, timeout=60)
+    assert ok.returncode == 0 and "OK" in ok.stdout, ok.stderr
+    failed = subprocess.run([sys.executable, "-m", module, "validate", str(bad)], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
+    assert failed.returncode == 2 and "missing field 'output'" in failed.stderr

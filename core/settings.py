@@ -9,12 +9,9 @@ Everything lives under ``$ONCOLOOP_HOME`` (default ``./var``)::
       runs/           training runs (checkpoints, logs, wandb offline files)
       reports/<id>/   evaluation and A/B reports
 
-The store lives in this package because it is the one every other package
-already depends on and it never imports torch.
-
 The home holds patients' data (raw questions in the database, demo passwords): it and its folders
 are owner-only (0700) and the SQLite file 0600, whoever creates them, and every OncoLoop command runs
-with the umask 077 (``feedback.errors.cli_command``), so what they write
+with the umask 077 (``core.errors.cli_command``), so what they write
 there (models, datasets, runs, logs, reports) is owner-only too.
 """
 
@@ -24,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from feedback.errors import OncoLoopError
+from core.errors import OncoLoopError
 
 HOME_ENV = "ONCOLOOP_HOME"
 PRIVATE_DIR = 0o700
