@@ -15,62 +15,61 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from core.errors import OncoLoopError
 
 T = TypeVar("T")
 
 
-def _coerce(name: str, value: Any, annotation: Any) -> Any:
-    """Turn a YAML/CLI value into the field's declared type, or say why not."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("null", "none")):
-            if type(None) in args:
-                return None
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(name, value, arg)
-            except OncoLoopError:
-                continue
-        raise OncoLoopError(f"config field {name!r}: cannot read {value!r} as {annotation}")
-    if origin in (list, tuple):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise OncoLoopError(f"config field {name!r}: expected a list, got {value!r}")
-        inner = args[0] if args else str
-        return origin(_coerce(name, v, inner) for v in value)
-    if origin is dict or annotation is dict:
-        if not isinstance(value, dict):
-            raise OncoLoopError(f"config field {name!r}: expected a mapping, got {value!r}")
-        return value
+# YAML and ``key=value`` overrides give numbers where a string is meant (``run_name=2``): read them as text
+_LAX = ConfigDict(coerce_numbers_to_str=True)
+
+
+@lru_cache(maxsize=None)
+def _adapter(annotation: Any) -> TypeAdapter:
+    return TypeAdapter(annotation, config=_LAX)
+
+
+def _describe(annotation: Any) -> str:
     if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        if str(value).lower() in ("1", "true", "yes", "on"):
-            return True
-        if str(value).lower() in ("0", "false", "no", "off"):
-            return False
-        raise OncoLoopError(f"config field {name!r}: expected true or false, got {value!r}")
-    if annotation in (int, float, str):
+        return "true or false"
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation)
+
+
+def _prepare(value: Any, annotation: Any) -> Any:
+    """What pydantic's lax mode does not read the way a config file means it: ``null``/``none`` for an optional
+    field, a comma-separated list, and an integer written as ``1e3`` (YAML reads that as a string)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if isinstance(value, str) and value.lower() in ("null", "none") and type(None) in args:
+            return None
+        return value
+    if origin in (list, tuple) and isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if annotation is int and isinstance(value, str):
         try:
-            if annotation is int and isinstance(value, (str, float)):
-                value = float(value)  # YAML reads "1e3" as a string
-                if not value.is_integer():
-                    raise ValueError
-                return int(value)
-            if annotation is float and isinstance(value, bool):
-                raise ValueError
-            return annotation(value)
-        except (TypeError, ValueError):
-            raise OncoLoopError(f"config field {name!r}: expected {annotation.__name__}, got {value!r}") from None
+            number = float(value)
+        except ValueError:
+            return value
+        return int(number) if number.is_integer() else number
     return value
+
+
+def _coerce(name: str, value: Any, annotation: Any) -> Any:
+    """The YAML/CLI ``value`` as the field's declared type (pydantic, lax mode), or an error that says why not."""
+    if annotation is float and isinstance(value, bool):  # lax mode would read true as 1.0
+        raise OncoLoopError(f"config field {name!r}: expected float, got {value!r}")
+    try:
+        return _adapter(annotation).validate_python(_prepare(value, annotation))
+    except ValidationError as e:
+        reason = e.errors()[0]["msg"]
+        raise OncoLoopError(f"config field {name!r}: expected {_describe(annotation)}, got {value!r} ({reason}).") from None
 
 
 def read_yaml(path: Path, what: str, shipped: str) -> Any:
