@@ -110,7 +110,7 @@ def measure(variant: str, steps: int, batch: int, out: str, model_dir: str, data
     else:
         grouping = "packing" if variant == "packing" else "length"
         trainer = OncoTrainer(model=model, args=args, train_dataset=examples, processing_class=tok,
-                              data_collator=batching.make_collator(grouping, tok.pad_token_id), grouping=grouping,
+                              data_collator=batching.make_collator(grouping, tok), grouping=grouping,
                               response_only_head=variant != "grouped")
     started, cpu_started = time.perf_counter(), time.process_time()
     trainer.train()
