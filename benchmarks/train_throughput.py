@@ -3,11 +3,12 @@
 Usage::
 
     python benchmarks/train_throughput.py [--steps 30] [--rounds 3] [--batch 16]
-        [--model bundled|7m] [--data seed|varied] [--threads N]
+        [--model bundled|7m|smollm2] [--data seed|varied] [--threads N] [--variants ours,trl,...]
 
 Same model, same data, same LoRA settings, same number of optimizer steps and batch size.
-Models: ``bundled`` (assets/tiny-oncology-llama, 1.6M parameters) or ``7m`` (a random
-7.4M-parameter LLaMA with the project tokenizer, built on the spot). Data: ``seed``
+Models: ``bundled`` (assets/tiny-oncology-llama, 1.6M parameters), ``7m`` (a random
+7.4M-parameter LLaMA with the project tokenizer, built on the spot) or ``smollm2`` (the converted
+SmolLM2-135M-Instruct base, ``finetune.base_model.converted_base``). Data: ``seed``
 (data/oncology_seed.jsonl, 105-209 tokens per example) or ``varied`` (the seed records with
 Alpaca-like spread lengths: a third answered in one sentence, a third as written, a third
 with 1-3 further answers of the same topic appended; ~60-560 tokens). Variants:
@@ -16,7 +17,11 @@ with 1-3 further answers of the same topic appended; ~60-560 tokens). Variants:
 - ``grouped``: ``finetune.trainer.OncoTrainer`` with length grouping, the model's own loss;
 - ``ours``: OncoTrainer as ``finetune.train`` runs it: length grouping and the LM head
   applied at response positions only (``response_only_head``);
-- ``packing``: ``ours`` with each batch flattened into one row with position ids.
+- ``packing``: ``ours`` with each batch flattened into one row with position ids;
+- ``trl``: TRL's ``SFTTrainer`` (needs ``pip install trl``; not a dependency) on the same token ids with
+  ``completion_only_loss`` (a ``completion_mask`` column, prompts masked) and the Trainer's
+  ``group_by_length`` sampler; its fused LM head and its own loss, no OncoTrainer override;
+- ``trl_padfree``: ``trl`` with ``padding_free`` (each batch one row with position ids), random order.
 
 Each measurement runs in its own process (so peak memory is per variant), variants
 alternate round by round (order reversed every other round), and the median round is
@@ -41,7 +46,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 MODEL = REPO / "assets" / "tiny-oncology-llama"
 DATA = REPO / "data" / "oncology_seed.jsonl"
-VARIANTS = ("baseline", "grouped", "ours", "packing")
+VARIANTS = ("baseline", "grouped", "ours", "packing", "trl", "trl_padfree")
+DEFAULT_VARIANTS = VARIANTS[:4]  # the TRL arms need trl installed (not a dependency)
 
 
 def varied_records(records: list[dict], seed: int = 0) -> list[dict]:
@@ -98,11 +104,27 @@ def measure(variant: str, steps: int, batch: int, out: str, model_dir: str, data
     records = batching.load_records([str(DATA)])
     examples = batching.encode_records(varied_records(records) if data == "varied" else records, tok,
                                        cfg.max_seq_len)
-    args = TrainingArguments(output_dir=out, max_steps=steps, per_device_train_batch_size=batch, learning_rate=1e-3,
-                             report_to="none", save_strategy="no", logging_steps=steps, disable_tqdm=True,
-                             include_num_input_tokens_seen="non_padding", remove_unused_columns=False,
-                             dataloader_num_workers=0, seed=0)
-    if variant == "baseline":
+    common = dict(output_dir=out, max_steps=steps, per_device_train_batch_size=batch, learning_rate=1e-3,
+                  report_to="none", save_strategy="no", logging_steps=steps, disable_tqdm=True,
+                  include_num_input_tokens_seen="non_padding", remove_unused_columns=False,
+                  dataloader_num_workers=0, seed=0)
+    args = TrainingArguments(**common)
+    if variant.startswith("trl"):
+        from datasets import Dataset
+        from trl import SFTConfig, SFTTrainer
+
+        free = variant == "trl_padfree"
+        # padding-free batches hold no padding: every token counts (the pad-id count would miss SmolLM2's EOS = pad)
+        sft = SFTConfig(**{**common, "include_num_input_tokens_seen": "all" if free else "non_padding"},
+                        bf16=False, gradient_checkpointing=False,  # TRL's defaults are on; the other arms have neither
+                        completion_only_loss=True, padding_free=free,
+                        max_length=None if free else cfg.max_seq_len,
+                        train_sampling_strategy="random" if free else "group_by_length")
+        data = Dataset.from_list([{"input_ids": e["input_ids"],
+                                   "completion_mask": [int(label != batching.IGNORE) for label in e["labels"]]}
+                                  for e in examples])
+        trainer = SFTTrainer(model=model, args=sft, train_dataset=data, processing_class=tok)
+    elif variant == "baseline":
         from transformers import DataCollatorForSeq2Seq
 
         trainer = Trainer(model=model, args=args, train_dataset=examples, processing_class=tok,
@@ -110,7 +132,7 @@ def measure(variant: str, steps: int, batch: int, out: str, model_dir: str, data
     else:
         grouping = "packing" if variant == "packing" else "length"
         trainer = OncoTrainer(model=model, args=args, train_dataset=examples, processing_class=tok,
-                              data_collator=batching.make_collator(grouping, tok.pad_token_id), grouping=grouping,
+                              data_collator=batching.make_collator(grouping, tok), grouping=grouping,
                               response_only_head=variant != "grouped")
     started, cpu_started = time.perf_counter(), time.process_time()
     trainer.train()
@@ -137,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--model", choices=("bundled", "7m"), default="bundled")
+    parser.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
+    parser.add_argument("--model", choices=("bundled", "7m", "smollm2"), default="bundled")
     parser.add_argument("--data", choices=("seed", "varied"), default="seed")
     parser.add_argument("--threads", type=int, default=0, help="torch threads in every arm (0: torch's default)")
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
@@ -154,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.model == "7m":
         model_dir = Path(args.out) / "llama-7m"
         build_7m(model_dir)
+    elif args.model == "smollm2":
+        from finetune.base_model import converted_base
+
+        model_dir = converted_base()
     variants = args.variants.split(",")
     results: dict[str, list[dict]] = {v: [] for v in variants}
     for round_ in range(args.rounds):

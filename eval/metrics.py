@@ -42,7 +42,7 @@ def _metric(name: str):
 def sufficient_stats(metric: str, hypotheses: list[str], references: list[str]) -> np.ndarray:
     """Per-sentence sufficient statistics (rows) of ``bleu`` or ``chrf``; their column sums score a corpus."""
     m = _metric(metric)
-    # sacreBLEU's own route (what its --paired-bs does); it has no public per-sentence stats API
+    # sacreBLEU's own route (what its --paired-bs does); no public per-sentence stats API (pinned <3 for it)
     return np.asarray(m._extract_corpus_statistics(hypotheses, [references]), dtype=np.float64)
 
 

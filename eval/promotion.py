@@ -12,13 +12,13 @@ the move with that report.
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import re
 from pathlib import Path
 
 from core.errors import OncoLoopError
 from core.settings import get_settings
+from eval.report import render
 from feedback.auth import Account
 from serve.registry import check_champion, gate_decisions
 
@@ -35,16 +35,9 @@ def write_move_report(kind: str, alias: str, from_version: str | None, to_versio
              "role": account.role, "reason": reason, "at": now.isoformat(timespec="seconds"), "gate": gate_line,
              "forced": forced, "gate_reasons": (gate or {}).get("reasons", [])}
     (out / "move.json").write_text(json.dumps(facts, indent=1), encoding="utf-8")
-    lines = [f"# {kind.capitalize()}: {alias} {from_version or '-'} → {to_version}", ""]
-    lines += [f"- **{k}**: {v}" for k, v in facts.items() if k != "gate_reasons"]
-    lines += [f"  - {r}" for r in facts["gate_reasons"]]
-    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in facts.items()
-                    if k != "gate_reasons")
-    items += "".join(f"<li>{html.escape(r)}</li>" for r in facts["gate_reasons"])
-    (out / "report.html").write_text(
-        f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(lines[0][2:])}</title>"
-        f"</head><body><h1>{html.escape(lines[0][2:])}</h1><ul>{items}</ul></body></html>", encoding="utf-8")
+    title = f"{kind.capitalize()}: {alias} {from_version or '-'} → {to_version}"
+    (out / "report.md").write_text(render("move.md.j2", title=title, facts=facts), encoding="utf-8")
+    (out / "report.html").write_text(render("move.html.j2", title=title, facts=facts), encoding="utf-8")
     return out / "report.html"
 
 

@@ -9,10 +9,10 @@ decision with one reason per rule, and the worst regressions and best improvemen
 from __future__ import annotations
 
 import base64
-import html
 import io
 import json
 import math
+from functools import lru_cache
 from pathlib import Path
 
 from eval.comparison import Comparison
@@ -173,22 +173,38 @@ def side_by_side(c: Comparison) -> list[tuple[str, list[dict]]]:
     return out
 
 
-def _md_table(rows: list[list[str]]) -> str:
-    esc = lambda t: str(t).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    lines = ["| " + " | ".join(esc(x) for x in rows[0]) + " |", "|" + " --- |" * len(rows[0])]
-    return "\n".join(lines + ["| " + " | ".join(esc(x) for x in r) + " |" for r in rows[1:]])
+def _md_cell(text) -> str:
+    """A Markdown table cell: pipes escaped, line breaks flattened.
+
+    >>> _md_cell("a | b\\nc")
+    'a \\\\| b c'
+    """
+    return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _html_table(rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(x)}</th>" for x in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in r) + "</tr>" for r in rows[1:])
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+@lru_cache(maxsize=1)
+def _templates():
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader("eval", "templates"), undefined=jinja2.StrictUndefined,
+                             autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["md_cell"] = _md_cell
+    return env
 
 
-CSS = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
-table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.9em}td,th{border:1px solid #ccc;padding:4px 8px;
-vertical-align:top;text-align:left}th{background:#f2f2f2}.pass{color:#1a7f37}.fail{color:#cf222e}
-.sbs td{width:25%;white-space:pre-wrap}img{max-width:100%;border:1px solid #eee;margin:0.5em 0}"""
+def render(template: str, **context) -> str:
+    """Fill in a template of ``eval/templates``; ``*.html.j2`` ones escape every value, Markdown ones do not."""
+    return _templates().get_template(template).render(**context)
+
+
+def _examples_table(c: Comparison, rows: list[dict]) -> list[list[str]]:
+    """Side-by-side rows as a table (header first); empty when there are none."""
+    if not rows:
+        return []
+    table = [["question", f"A {c.a_version}", f"B {c.b_version}", "reference / expected", "Δ"]]
+    return table + [[r["question"], r["a"], r["b"], r["reference"] or (r.get("category") or ""),
+                     _fmt(item_delta(r), 1)] for r in rows]
 
 
 def write_report(c: Comparison, out_dir: Path, decision: dict | None = None) -> Path:
@@ -205,32 +221,11 @@ def write_report(c: Comparison, out_dir: Path, decision: dict | None = None) -> 
     title = f"OncoLoop comparison: {c.a} ({c.a_version}) vs {c.b} ({c.b_version})"
     meta = (f"{c.created_at} · gateway {c.gateway} · {sum(s.n for s in c.sets.values())} items · "
             f"{c.duration_s:.0f} s · max_tokens {c.config.get('max_tokens')} · temperature {c.config.get('temperature')}")
-    sections, pairs = _sections(c, decision), side_by_side(c)
-
-    md = [f"# {title}", "", meta, ""]
-    body = [f"<h1>{html.escape(title)}</h1><p>{html.escape(meta)}</p>"]
-    for heading, content in sections:
-        md += [f"## {heading}", "", content if isinstance(content, str) else _md_table(content), ""]
-        cls = ' class="pass"' if "PASSED" in heading else ' class="fail"' if "FAILED" in heading else ""
-        body.append(f"<h2{cls}>{html.escape(heading)}</h2>" +
-                    (f"<p>{html.escape(content)}</p>" if isinstance(content, str) else _html_table(content)))
-    md += ["## Plots", ""] + [f"![{t}]({n}.png)" for n, (t, _) in plots.items()] + [""]
-    body.append("<h2>Plots</h2>" + "".join(
-        f'<figure><img alt="{html.escape(t)}" src="data:image/png;base64,{base64.b64encode(p).decode()}">'
-        f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, p in plots.values()))
-    for heading, rows in pairs:
-        md += [f"## {heading}", ""]
-        if not rows:
-            md += ["None.", ""]
-            body.append(f"<h2>{html.escape(heading)}</h2><p>None.</p>")
-            continue
-        table = [["question", f"A {c.a_version}", f"B {c.b_version}", "reference / expected", "Δ"]]
-        table += [[r["question"], r["a"], r["b"], r["reference"] or (r.get("category") or ""), _fmt(item_delta(r), 1)]
-                  for r in rows]
-        md += [_md_table(table), ""]
-        body.append(f"<h2>{html.escape(heading)}</h2>" + _html_table(table).replace("<table>", '<table class="sbs">'))
-    (out_dir / "report.md").write_text("\n".join(md), encoding="utf-8")
-    page = (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style></head><body>{''.join(body)}</body></html>")
+    context = {"title": title, "meta": meta, "sections": _sections(c, decision),
+               "examples": [(heading, _examples_table(c, rows)) for heading, rows in side_by_side(c)]}
+    md = render("report.md.j2", plots=[(name, t) for name, (t, _) in plots.items()], **context)
+    (out_dir / "report.md").write_text(md, encoding="utf-8")
+    page = render("report.html.j2", figures=[(t, base64.b64encode(png).decode()) for t, png in plots.values()],
+                  **context)
     (out_dir / "report.html").write_text(page, encoding="utf-8")
     return out_dir / "report.html"

@@ -82,40 +82,42 @@ def lexical_embed(texts: Sequence[str], dim: int = LEXICAL_DIM, chunk: int = 819
     return out
 
 
-def _neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each vector's ``k`` nearest neighbours (cosine scores, ids), itself included.
+def _exact_index(d: int):
+    """An exact inner-product (cosine, for unit rows) faiss index of ``d`` dimensions."""
+    import faiss
 
-    Up to ``_EXACT_FLAT_LIMIT`` vectors: exact (a flat index). Above: candidates from an IVF index
-    over PCA-reduced vectors, then scored exactly in the full space. Near duplicates lie so close
-    together that the reduced space keeps them neighbours (99.6% of the near duplicates exact search
-    finds, on 20,000 lexical export texts), at a fraction of the cost of a graph over the
-    full vectors (benchmarks/README.md). Deterministic: fixed sample
-    and k-means seed, so the same feedback gives the same snapshot.
+    return faiss.index_factory(d, "Flat", faiss.METRIC_INNER_PRODUCT)
+
+
+def _index(d: int, n: int):
+    """A faiss index for ``n`` vectors of ``d`` dimensions whose scores are exact cosines.
+
+    Up to ``_EXACT_FLAT_LIMIT`` vectors: ``Flat`` (exact search). Above: candidates from an IVF index
+    over PCA-reduced, re-normalised vectors, re-scored exactly in the full space by ``IndexRefineFlat``.
+    Near duplicates lie so close together that the reduced space keeps them neighbours (99.6% of the
+    near duplicates exact search finds, on 20,000 lexical export texts), at a fraction of the cost of
+    a graph over the full vectors (benchmarks/README.md). Deterministic: fixed k-means seed.
     """
     import faiss
 
-    n, d = vectors.shape
     if n <= _EXACT_FLAT_LIMIT:
-        index = faiss.IndexFlatIP(d)
-        index.add(vectors)
-        return index.search(vectors, k)
-    sample = vectors[np.random.default_rng(0).choice(n, min(n, _TRAIN_SAMPLE), replace=False)]
-    reduced_d = min(_REDUCED_DIM, d)
-    pca = faiss.PCAMatrix(d, reduced_d)
-    pca.train(np.ascontiguousarray(sample))
-    reduced = pca.apply(vectors)
-    reduced /= np.maximum(np.linalg.norm(reduced, axis=1, keepdims=True), 1e-9)
+        return _exact_index(d)
     nlist = max(1, min(_IVF_LISTS, n // 39))  # faiss wants >= 39 training points per list
-    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(reduced_d), reduced_d, nlist, faiss.METRIC_INNER_PRODUCT)
-    index.cp.seed, index.cp.niter = 1234, 10  # coarse centroids are enough: 16 lists are scanned per query
-    index.train(np.ascontiguousarray(pca.apply(sample[: nlist * 39])))
-    index.add(reduced)
-    index.nprobe = min(_IVF_PROBES, nlist)
-    _, ids = index.search(reduced, k)
-    scores = np.full(ids.shape, -1.0, np.float32)
-    for start in range(0, n, 2048):  # exact cosine of the candidates, in blocks to bound memory
-        block = ids[start:start + 2048]
-        scores[start:start + 2048] = np.einsum("nd,nkd->nk", vectors[start:start + 2048], vectors[np.maximum(block, 0)])
+    coarse = faiss.index_factory(d, f"PCA{min(_REDUCED_DIM, d)},L2norm,IVF{nlist},Flat", faiss.METRIC_INNER_PRODUCT)
+    ivf = faiss.extract_index_ivf(coarse)
+    ivf.cp.seed, ivf.cp.niter = 1234, 10  # coarse centroids are enough: 16 lists are scanned per query
+    ivf.nprobe = min(_IVF_PROBES, nlist)
+    return faiss.IndexRefineFlat(coarse)  # k candidates from the IVF, scored (and ranked) in the full space
+
+
+def _neighbours(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each vector's ``k`` nearest neighbours (cosine scores, ids), itself included (see ``_index``)."""
+    n, d = vectors.shape
+    index = _index(d, n)
+    if not index.is_trained:  # the PCA and the IVF centroids, from a fixed sample
+        index.train(vectors[np.random.default_rng(0).choice(n, min(n, _TRAIN_SAMPLE), replace=False)])
+    index.add(vectors)
+    scores, ids = index.search(vectors, k)
     scores[ids < 0] = -1.0
     return scores, ids
 
@@ -169,17 +171,15 @@ class DuplicateIndex:
     def __init__(self, embed: Embedder | None, threshold: float):
         self.embed, self.threshold = embed, threshold
         self._keys: set[str] = set()
-        self._index = None  # a faiss IndexFlatIP, built at the first add with an embedder
+        self._index = None  # an exact faiss index (``_exact_index``), built at the first add with an embedder
 
     def add(self, texts: Sequence[str]) -> None:
         self._keys.update(dedup_key(t) for t in texts)
         if self.embed is None or not len(texts):
             return
         vectors = np.ascontiguousarray(self.embed(list(texts)), dtype=np.float32)
-        if self._index is None:
-            import faiss
-
-            self._index = faiss.IndexFlatIP(vectors.shape[1])
+        if self._index is None:  # exact at any size: a missed eval item would be trained on
+            self._index = _exact_index(vectors.shape[1])
         self._index.add(vectors)
 
     def matches(self, texts: Sequence[str]) -> np.ndarray:

@@ -143,34 +143,25 @@ class LengthGroupedSampler:
         return iter(order)
 
 
-class PadCollator:
-    """Pad a list of examples to the longest in the batch (labels with -100, mask with 0)."""
+def make_collator(grouping: str, tokenizer):
+    """The collator for a grouping: flattening with position ids for packing, padding otherwise.
 
-    def __init__(self, pad_id: int):
-        self.pad_id = pad_id
-
-    def __call__(self, examples: list[dict]) -> dict:
-        import torch
-
-        width = max(len(e["input_ids"]) for e in examples)
-        ids = torch.full((len(examples), width), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
-        mask = torch.zeros((len(examples), width), dtype=torch.long)
-        for row, e in enumerate(examples):
-            n = len(e["input_ids"])
-            ids[row, :n] = torch.tensor(e["input_ids"])
-            labels[row, :n] = torch.tensor(e["labels"])
-            mask[row, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
-
-def make_collator(grouping: str, pad_id: int):
-    """The collator for a grouping: flattening with position ids for packing, padding otherwise."""
+    Padding is ``transformers.DataCollatorForSeq2Seq``: ids padded with the tokenizer's pad token
+    (SmolLM2's is its EOS; the mask hides those), labels with -100 so the real EOS label of each
+    response stays the only EOS the loss sees, always on the right for training.
+    """
     if grouping == "packing":
         from transformers import DataCollatorWithFlattening
 
         return DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE)
-    return PadCollator(pad_id)
+    import copy
+
+    from transformers import DataCollatorForSeq2Seq
+
+    if tokenizer.padding_side != "right":  # a base saved for batched generation pads left; training pads right
+        tokenizer = copy.copy(tokenizer)
+        tokenizer.padding_side = "right"
+    return DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=IGNORE, return_tensors="pt")
 
 
 def real_tokens(examples: list[dict]) -> int:

@@ -35,7 +35,7 @@ from core.data import load_jsonl
 from core.errors import OncoLoopError, cli_command
 from core.prompt import CHAT_TEMPLATE, format_prompt, to_messages
 from core.settings import get_settings
-from finetune.batching import length_grouped_batches
+from finetune.batching import length_grouped_batches, make_collator
 from serve.ask import greedy_answers
 
 REPO = Path(__file__).resolve().parent.parent
@@ -116,21 +116,7 @@ def encode(record: dict, tokenizer, max_len: int) -> tuple[list[int], list[int]]
     return ids, labels
 
 
-def collate(examples: list[tuple[list[int], list[int]]], pad_id: int):
-    import torch
-
-    width = max(len(ids) for ids, _ in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for row, (i, lab) in enumerate(examples):
-        ids[row, :len(i)] = torch.tensor(i)
-        labels[row, :len(lab)] = torch.tensor(lab)
-        mask[row, :len(i)] = 1
-    return ids, labels, mask
-
-
-def train(model, examples, cfg: BootstrapConfig, pad_id: int, on_epoch=None) -> list[float]:
+def train(model, examples, cfg: BootstrapConfig, tokenizer, on_epoch=None) -> list[float]:
     """Plain AdamW loop with warmup + cosine decay; returns the loss per epoch.
 
     ``on_epoch(epoch)`` is called after each full epoch (e.g. to report progress)."""
@@ -139,6 +125,7 @@ def train(model, examples, cfg: BootstrapConfig, pad_id: int, on_epoch=None) -> 
     from transformers import get_cosine_schedule_with_warmup
 
     rng = random.Random(cfg.seed)
+    collate = make_collator("length", tokenizer)
     lengths = [len(ids) for ids, _ in examples]
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
@@ -154,8 +141,7 @@ def train(model, examples, cfg: BootstrapConfig, pad_id: int, on_epoch=None) -> 
         while step < total:
             losses = []
             for batch in length_grouped_batches(lengths, cfg.batch_size, rng):
-                ids, labels, mask = collate([examples[i] for i in batch], pad_id)
-                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+                loss = model(**collate([{"input_ids": examples[i][0], "labels": examples[i][1]} for i in batch])).loss
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
@@ -228,7 +214,7 @@ def build(cfg: BootstrapConfig, out_dir: Path) -> dict:
             print(f"\nbootstrap: epoch {epoch}: seed sacreBLEU {score:.1f}", flush=True)
             model.train()
 
-    losses = train(model, examples, cfg, tokenizer.pad_token_id, on_epoch=report)
+    losses = train(model, examples, cfg, tokenizer, on_epoch=report)
 
     score = seed_bleu(model, tokenizer, records, cfg.eval_questions, cfg.max_new_tokens)
     n_asked = min(cfg.eval_questions, len(records))

@@ -112,7 +112,7 @@ def _build_run(cfg: TrainConfig, records: list, hw, ds, run_dir: Path, run_name:
     callback = tracking.TrackingCallback(tracker)
     trainer = OncoTrainer(
         model=model, args=training_arguments(cfg, run_dir, ds), train_dataset=examples,
-        data_collator=batching.make_collator(cfg.grouping, tokenizer.pad_token_id), processing_class=tokenizer,
+        data_collator=batching.make_collator(cfg.grouping, tokenizer), processing_class=tokenizer,
         callbacks=[callback], optimizer_cls_and_kwargs=distributed.client_optimizer(cfg, hw, ds),
         grouping=cfg.grouping, response_only_head=cfg.response_only_head,
     )

@@ -82,3 +82,28 @@ def test_report_opens_in_headless_chromium_and_shows_its_plots(comparison, tmp_p
     assert image.width >= 1280 and image.height > 2000  # the whole report, plots and tables
     colours = image.resize((64, 256)).getcolors(64 * 256)
     assert colours is None or len(colours) > 50  # plots drawn, not a blank page
+
+
+def test_html_reports_escape_every_value_and_markdown_keeps_it(comparison, tmp_path):
+    from eval.promotion import write_move_report
+    from feedback.auth import Account
+
+    odd = "odd_rule: <script>alert('x')</script> & \"q\" | r"
+    write_report(comparison, tmp_path / "r1", {**DECISION, "reasons": DECISION["reasons"] + [odd]})
+    md, page = ((tmp_path / "r1" / name).read_text() for name in ("report.md", "report.html"))
+    assert "<script>alert('x')</script> & \"q\" \\| r" in md and "<script" not in page
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &#34;q&#34; | r" in page
+    assert md.startswith("# OncoLoop comparison: champion (v1) vs candidate (v2)\n\n") and md.endswith(" |\n")
+    moved = write_move_report("promotion", "champion", None, "v2", Account(1, "boss", "admin"), odd, None)
+    assert "<script" not in moved.read_text() and "&lt;script&gt;" in moved.read_text()
+    assert f"- **reason**: {odd}\n" in (moved.parent / "report.md").read_text()
+
+
+def test_report_templates_ship_with_the_package():
+    from pathlib import Path
+
+    import eval.report
+
+    templates = sorted(p.name for p in (Path(eval.report.__file__).parent / "templates").glob("*.j2"))
+    assert templates == ["move.html.j2", "move.md.j2", "report.html.j2", "report.md.j2"]
+    assert '\neval = ["templates/*.j2"]\n' in (Path(eval.report.__file__).parents[1] / "pyproject.toml").read_text()

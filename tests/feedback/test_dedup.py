@@ -50,6 +50,25 @@ def test_keep_unique_with_the_approximate_index(monkeypatch):
     assert len(set(kept) & set(range(300, 400))) <= 5 and len(set(kept) & set(range(300))) >= 295
 
 
+def test_the_approximate_index_scores_its_candidates_exactly(monkeypatch):
+    """Over the size limit, IVF candidates over PCA vectors are re-scored in the full space (IndexRefineFlat)."""
+    import faiss
+
+    monkeypatch.setattr(dedup, "_EXACT_FLAT_LIMIT", 100)
+    rng = np.random.default_rng(1)
+    vectors = lexical_embed([" ".join(rng.choice(["dose", "stage", "scan", "rash", "fever", "pain"], 6)) + f" {i}"
+                             for i in range(400)])
+    assert isinstance(dedup._index(vectors.shape[1], 400), faiss.IndexRefineFlat)
+    assert isinstance(dedup._index(vectors.shape[1], 100), faiss.IndexFlat)
+    scores, ids = dedup._neighbours(vectors, 8)
+    assert (ids >= 0).all() and (ids[:, 0] == np.arange(400)).mean() > 0.95  # each text finds itself first
+    np.testing.assert_allclose(scores, np.einsum("nd,nkd->nk", vectors, vectors[ids]), atol=1e-5)
+    assert (np.diff(scores, axis=1) <= 1e-6).all()  # ranked by the exact cosine
+    monkeypatch.setattr(dedup, "_EXACT_FLAT_LIMIT", 10_000)
+    exact_scores, _ = dedup._neighbours(vectors, 8)
+    assert (scores[:, 1] <= exact_scores[:, 1] + 1e-6).all() and np.mean(scores[:, 1] > exact_scores[:, 1] - 1e-6) > 0.9
+
+
 def test_contaminated_matches_exact_and_near_items():
     ref = ["What dose of carboplatin should I give Mrs Jane Doe?", "Which biotech stocks should I buy?"]
     texts = ["what dose of carboplatin should i give mrs jane doe", "Which biotech stocks should I buy now?",

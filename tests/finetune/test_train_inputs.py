@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from finetune.batching import IGNORE, PadCollator, encode_records, length_grouped_order, make_collator
+from finetune.batching import IGNORE, encode_records, length_grouped_order, make_collator
 from finetune.train import main
 
 from .train_helpers import overrides, small_data
@@ -118,6 +118,22 @@ def test_length_grouping_puts_similar_lengths_together():
     assert sorted(batches) == [[3, 4], [5, 20], [22, 48], [49, 50]]
 
 
+def test_padding_is_right_sided_and_keeps_the_eos_label_when_pad_is_eos(tiny_base):
+    """SmolLM2's pad token is its EOS: padded ids may be EOS, but only the real EOS carries a label."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_base)
+    tok.pad_token, tok.padding_side = tok.eos_token, "left"  # as SmolLM2's, saved for batched generation
+    eos = tok.eos_token_id
+    examples = [{"input_ids": [5, 6, 7, eos], "labels": [IGNORE, IGNORE, 7, eos]},
+                {"input_ids": [8, 9], "labels": [IGNORE, eos]}]
+    batch = make_collator("length", tok)(examples)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, eos], [8, 9, eos, eos]]
+    assert batch["labels"].tolist() == [[IGNORE, IGNORE, 7, eos], [IGNORE, eos, IGNORE, IGNORE]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 1, 0, 0]]
+    assert tok.padding_side == "left"  # the tokenizer saved with the checkpoint is left as it was
+
+
 def test_packing_gives_the_same_loss_as_padding(tiny_base):
     """Packed rows (position ids restarting per sequence) must not attend across sequences."""
     import torch
@@ -129,8 +145,8 @@ def test_packing_gives_the_same_loss_as_padding(tiny_base):
     model.eval()
     records = [json.loads(line) for line in (small_data(tiny_base.parent / "pack.jsonl", 3)).read_text().splitlines()]
     examples = encode_records(records, tok, 160)
-    padded = PadCollator(tok.pad_token_id)(examples)
-    packed = make_collator("packing", tok.pad_token_id)(examples)
+    padded = make_collator("length", tok)(examples)
+    packed = make_collator("packing", tok)(examples)
     assert packed["input_ids"].shape[0] == 1 and (packed["position_ids"] == 0).sum() == 3
     with torch.no_grad():
         loss_padded = model(**padded).loss

@@ -38,7 +38,7 @@ def test_response_only_head_equals_the_full_loss(tmp_path, tiny_base, method, gr
                 p.add_(0.05 * torch.randn_like(p))
     model.train()
     examples = encode_records(load_records([str(small_data(tmp_path / "d.jsonl", 6))]), tok, 160)
-    collator = make_collator(grouping, tok.pad_token_id)
+    collator = make_collator(grouping, tok)
     batch = collator(examples)
     args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", remove_unused_columns=False)
     results = {}

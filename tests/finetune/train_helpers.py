@@ -38,9 +38,9 @@ def fixed_batch_loss(model, tokenizer, data: Path, n: int = 8, max_len: int = 16
     """Mean response-token loss of ``model`` on the first ``n`` records (same batch every call)."""
     import torch
 
-    from finetune.batching import PadCollator, encode_records, load_records
+    from finetune.batching import encode_records, load_records, make_collator
 
-    batch = PadCollator(tokenizer.pad_token_id)(encode_records(load_records([str(data)])[:n], tokenizer, max_len))
+    batch = make_collator("length", tokenizer)(encode_records(load_records([str(data)])[:n], tokenizer, max_len))
     model.eval()
     with torch.no_grad():
         return model(**batch).loss.item()
