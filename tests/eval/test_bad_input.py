@@ -11,7 +11,7 @@ import pytest
 from eval import compare, gate
 from eval.gate import run_gate
 from feedback.errors import OncoLoopError
-from tests.serve.conftest import registry_at
+from tests.helpers.gateway import registry_at
 
 
 @pytest.fixture

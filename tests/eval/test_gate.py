@@ -16,7 +16,7 @@ from eval.gate import run_gate
 from eval.judge import OpenAIJudge, judge_pairs
 from feedback.errors import OncoLoopError
 from tests.eval.conftest import REPO, champion_of, run_module
-from tests.serve.conftest import registry_at
+from tests.helpers.gateway import registry_at
 
 pytestmark = pytest.mark.slow
 TINY = REPO / "configs" / "gate" / "tiny_cpu.yaml"

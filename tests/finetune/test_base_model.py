@@ -92,7 +92,7 @@ def test_bootstrap_installs_the_base_and_the_oncology_champion_and_it_answers_in
 def test_the_transformers_engine_streams_the_oncology_version_through_the_gateway(smollm_champion, oncoloop_home):
     import openai
 
-    from tests.serve.conftest import Gateway
+    from tests.helpers.gateway import Gateway
 
     gw = Gateway(oncoloop_home, "--engine", "transformers", "challenger_share=0")
     try:

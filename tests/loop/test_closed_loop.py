@@ -22,8 +22,8 @@ from feedback.settings import get_settings
 from feedback.store import FeedbackStore
 from serve.registry import Registry
 from tests.loop.test_retrain import retrain_summary
-from tests.serve.conftest import REPO, Gateway
-from tests.ui.clinician import SimulatedClinician, SimulatedReviewer, UIServer
+from tests.helpers.clinician import SimulatedClinician, SimulatedReviewer, UIServer
+from tests.helpers.gateway import REPO, Gateway
 
 CORRECTIONS = Path(__file__).with_name("corrections.jsonl")
 pytestmark = pytest.mark.slow

@@ -141,7 +141,7 @@ def test_used_feedback_follows_the_lineage(home):
     reg = _registry()
     base = reg.get("champion")
     assert used_feedback(reg, base) == UsedFeedback(set(), set(), set())
-    from tests.serve.conftest import add_version
+    from tests.helpers.gateway import add_version
 
     add_version(home, Path(base.path), "child")
     with _registry().store.session.begin() as s:

@@ -14,7 +14,7 @@ from feedback.errors import OncoLoopError
 from serve import registry as registry_cli
 from tests.security.conftest import login
 from serve.registry import Registry
-from tests.serve.conftest import record_gate
+from tests.helpers.gateway import record_gate
 
 
 @pytest.fixture

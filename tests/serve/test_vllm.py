@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from serve.config import ServeConfig
-from tests.serve.conftest import Gateway
+from tests.helpers.gateway import Gateway
 
 pytestmark = [pytest.mark.slow, pytest.mark.smollm]
 

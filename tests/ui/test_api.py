@@ -7,9 +7,9 @@ import pytest
 
 from feedback.abtest import challenger_share
 from serve.engines import free_port
-from tests.ui.clinician import SimulatedClinician, SimulatedReviewer, UIError
-from tests.serve.conftest import record_gate
-from tests.ui.conftest import Reply, register_versions
+from tests.helpers.clinician import SimulatedClinician, SimulatedReviewer, UIError
+from tests.helpers.gateway import record_gate
+from tests.helpers.scripted_gateway import Reply, register_versions
 from ui.app import build_app
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from feedback.db import Rating, User
 from finetune.data import load_jsonl
 from tests.conftest import REPO
-from tests.ui.clinician import SimulatedClinician
+from tests.helpers.clinician import SimulatedClinician
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 CLINICIANS = 50
