@@ -28,9 +28,10 @@ def at_eval_home(eval_home, monkeypatch) -> Path:
     return eval_home
 
 
-def test_shuffled_candidate_is_rejected_and_the_champion_stays(at_eval_home, eval_gateway):
+def test_shuffled_candidate_is_rejected_and_the_champion_stays(at_eval_home):
+    """In process, as the gate runs on a CPU (the gate through a running gateway: test_safety_gate.py)."""
     before, moves = champion_of(at_eval_home), len(registry_at(at_eval_home).history())
-    d = run_gate("shuffled", TINY, gateway_url=eval_gateway.url)
+    d = run_gate("shuffled", TINY)
     assert not d.passed and not d.promoted
     assert champion_of(at_eval_home) == before and len(registry_at(at_eval_home).history()) == moves
     reasons = {r.split(":")[0]: r for r in d.reasons}
