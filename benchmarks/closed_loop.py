@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     from feedback.db import open_store
     from feedback.store import FeedbackStore
     from serve.registry import Registry
-    from tests.serve.conftest import Gateway
-    from tests.ui.clinician import SimulatedClinician, SimulatedReviewer, UIServer
+    from tests.helpers.clinician import SimulatedClinician, SimulatedReviewer, UIServer
+    from tests.helpers.gateway import Gateway
 
     records = [json.loads(x) for x in CORRECTIONS.read_text(encoding="utf-8").splitlines() if x.strip()][:args.n]
     questions, reworded = [r["question"] for r in records], [r["reworded"] for r in records]

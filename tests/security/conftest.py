@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from feedback.dedup import lexical_embed
-from tests.feedback.conftest import database_url, store  # noqa: F401 (fixtures)
-from tests.ui.conftest import scripted_gateway  # noqa: F401 (fixture)
+from tests.helpers.scripted_gateway import scripted_gateway  # noqa: F401 (fixture)
+from tests.helpers.store import database_url, store  # noqa: F401 (fixtures)
 from ui.config import UIConfig
 from ui.handlers import Handlers, Session
 

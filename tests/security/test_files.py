@@ -50,7 +50,7 @@ def test_commands_write_owner_only_files(oncoloop_home, loose_umask, bundled_mod
     """Every command runs with the umask 077: a promotion's report (any file a command writes) is 0600."""
     from eval import promote
     from finetune.bootstrap import install
-    from tests.serve.conftest import add_version, record_gate
+    from tests.helpers.gateway import add_version, record_gate
 
     install(bundled_model)
     add_version(oncoloop_home, bundled_model, "v2")

@@ -1,7 +1,7 @@
 """Issue 16, points 2 and 3: the gateway tried as an attacker would, over real HTTP.
 
 The gateway app runs in process in front of a scripted engine that records what reaches it and answers with
-whatever a test sets (logprobs, tool calls, reasoning text); keys live in a store of the test's own.
+whatever a test sets (logprobs, tool calls, reasoning text), in one piece; keys live in a store of the test's own.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import stat
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
 
 from core.errors import OncoLoopError
 from core.settings import get_settings
@@ -23,58 +21,27 @@ from serve.config import ServeConfig
 from serve.engines import ENGINE_KEY_ENV, Engine, EngineSpec, engine_spec
 from serve.gateway import create_app
 from serve.guard import Guard, GuardConfig
-from tests.serve.test_guard_gateway import ScriptedPool, serve_in_thread
+from tests.helpers.scripted_engine import ScriptedEngine, ScriptedPool, serve_in_thread, stop_servers
 
 IDENTIFIED = "Patient Jane Doe, MRN 00482913, has grade 2 hand-foot syndrome on capecitabine. How is it managed?"
 ASK = [{"role": "user", "content": "What is febrile neutropenia?"}]
 
 
-class RecordingEngine:
-    """Answers every chat with ``answer``; ``choice_extra`` / ``message_extra`` are merged into the choice / message
-    (or the stream delta), as a misbehaving engine might send them."""
-
-    def __init__(self):
-        self.answer, self.choice_extra, self.message_extra, self.received = "Fine.", {}, {}, []
-        app = FastAPI()
-
-        @app.post("/v1/chat/completions")
-        async def chat(request: Request):
-            body = await request.json()
-            self.received.append(body)
-            base = {"id": "c1", "created": 1, "model": body["model"]}
-            if not body.get("stream"):
-                message = {"role": "assistant", "content": self.answer, **self.message_extra}
-                return JSONResponse({**base, "object": "chat.completion", "choices": [
-                    {"index": 0, "message": message, "finish_reason": "stop", **self.choice_extra}]})
-
-            def events():
-                delta = {"role": "assistant", "content": self.answer, **self.message_extra}
-                chunk = {**base, "object": "chat.completion.chunk",
-                         "choices": [{"index": 0, "delta": delta, "finish_reason": "stop", **self.choice_extra}]}
-                yield f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n"
-            return StreamingResponse(events(), media_type="text/event-stream")
-
-        self.app = app
-
-
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory):
     """(url, engine, keys, {scope: key}) of a gateway with keys re-checked on every request (key_cache_s=0)."""
-    engine = RecordingEngine()
+    engine = ScriptedEngine("Fine.", step=10_000)
     engine_url, engine_server, engine_thread = serve_in_thread(engine.app)
     spec = EngineSpec("transformers", "v1", ["scripted", "--host", "127.0.0.1"], int(engine_url.rsplit(":", 1)[1]),
                       "/models/v1")
-    pool = ScriptedPool(Engine(spec, tmp_path_factory.mktemp("logs")))
-    pool.cfg = ServeConfig(key_cache_s=0, max_body_bytes=200_000, max_messages=8, max_message_chars=5_000,
-                           max_answer_tokens=512, max_n=2)
+    pool = ScriptedPool(Engine(spec, tmp_path_factory.mktemp("logs")), ServeConfig(
+        key_cache_s=0, max_body_bytes=200_000, max_messages=8, max_message_chars=5_000, max_answer_tokens=512, max_n=2))
     home = tmp_path_factory.mktemp("keys") / "home"
     keys = KeyStore(open_store(get_settings({"ONCOLOOP_HOME": str(home)})))
     url, server, thread = serve_in_thread(create_app(pool, Guard(GuardConfig(urgent_model=False)), keys=keys))
     secrets = {scope: keys.create(f"k-{scope}", [scope])[1] for scope in ("chat", "eval", "admin")}
     yield url, engine, keys, secrets
-    for s, t in ((server, thread), (engine_server, engine_thread)):
-        s.should_exit = True
-        t.join(10)
+    stop_servers((server, thread), (engine_server, engine_thread))
 
 
 def post(url: str, key: str | None, body=None, headers: dict | None = None, **kw) -> httpx.Response:
@@ -317,12 +284,11 @@ def test_adapter_engine_refuses_requests_without_its_secret():
 
 def test_a_big_body_is_guarded_in_a_worker_process(tmp_path):
     """Bodies over guard_process_min_bytes go to a worker process: identifiers are stripped there too."""
-    engine = RecordingEngine()
+    engine = ScriptedEngine("Fine.", step=10_000)
     engine_url, engine_server, engine_thread = serve_in_thread(engine.app)
     spec = EngineSpec("transformers", "v1", ["scripted", "--host", "127.0.0.1"], int(engine_url.rsplit(":", 1)[1]),
                       "/models/v1")
-    pool = ScriptedPool(Engine(spec, tmp_path))
-    pool.cfg = ServeConfig(guard_process_min_bytes=1_000)
+    pool = ScriptedPool(Engine(spec, tmp_path), ServeConfig(guard_process_min_bytes=1_000))
     keys = KeyStore(open_store(get_settings({"ONCOLOOP_HOME": str(tmp_path / "home")})))
     url, server, thread = serve_in_thread(create_app(pool, Guard(GuardConfig(urgent_model=False)), keys=keys))
     try:
@@ -333,7 +299,5 @@ def test_a_big_body_is_guarded_in_a_worker_process(tmp_path):
         assert "Jane Doe" not in json.dumps(engine.received[-1]) and "[MRN]" in json.dumps(engine.received[-1])
         assert "identifier_stripped:mrn" in r.json()["oncoloop"]["guard"]
     finally:
-        for s, t in ((server, thread), (engine_server, engine_thread)):
-            s.should_exit = True
-            t.join(10)
+        stop_servers((server, thread), (engine_server, engine_thread))
 

@@ -6,8 +6,8 @@ import pytest
 
 from core.errors import OncoLoopError
 from serve import registry as registry_cli
+from tests.helpers.scripted_gateway import Reply
 from tests.security.conftest import CORRECTION, QUESTION, ask, login, shows_phi
-from tests.ui.conftest import Reply
 
 
 @pytest.fixture
@@ -64,8 +64,8 @@ def test_the_reviewed_panel_shows_colleagues_scrubbed_approvals(handlers, store,
 
 def test_lineage_and_admin_overview_show_no_identifiers(handlers, store, people, carla_asked, capsys,
                                                         oncoloop_home):
-    from tests.serve.conftest import record_gate
-    from tests.ui.conftest import register_versions
+    from tests.helpers.gateway import record_gate
+    from tests.helpers.scripted_gateway import register_versions
 
     _, mid, _ = carla_asked
     assert registry_cli.main(["lineage", "--message", str(mid)]) == 0

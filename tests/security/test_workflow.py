@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from core.errors import OncoLoopError
 from eval import promote, rollback
 from feedback.db import Review
+from core.errors import OncoLoopError
 from serve import registry as registry_cli
-from serve.registry import Registry
 from tests.security.conftest import login
-from tests.serve.conftest import record_gate
+from serve.registry import Registry
+from tests.helpers.gateway import record_gate
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The gateway over real `transformers serve` engines, driven with the unchanged `openai` client.
 
-One gateway (v1 champion, v2 challenger, A/B share 0.5) serves the whole module; the tests run in file
-order and the last one promotes v3, so each test reads the routes it relies on.
+One gateway (v1 champion, v2 challenger, A/B share 0.5, the default guard) serves the whole module; the tests
+run in file order and the last one promotes v3, so each test reads the routes it relies on.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import openai
 import pytest
 
 from serve.routing import ab_arm
-from tests.serve.conftest import registry_at
+from tests.helpers.gateway import registry_at
+from tests.helpers.scripted_engine import KEYS, ask
 
 pytestmark = pytest.mark.slow
 ASK = [{"role": "user", "content": "What is febrile neutropenia?"}]
@@ -112,6 +113,21 @@ def test_openai_client_raises_its_own_errors(gateway):
         client(gateway).chat.completions.create(model="nope", messages=ASK)
     with pytest.raises(openai.BadRequestError, match="at least 1 item"):
         client(gateway).chat.completions.create(model="champion", messages=[])
+
+
+def test_guard_on_the_real_gateway_and_tiny_model(gateway):
+    """The default guard in ``python -m serve``: the urgent notice first, the preamble, bad input refused first."""
+    KEYS[gateway.url] = gateway.key
+    question = "Man on treatment for prostate cancer now has back pain and leg weakness since this morning."
+    for stream in (False, True):
+        headers, text, guard, chunks = ask(gateway.url, question, stream, max_tokens=4, extra_body={"ab": False})
+        assert text.startswith("URGENT:") and guard == ["preamble", "urgent_notice:spinal_cord_compression"]
+        assert headers["x-oncoloop-version"] == "v1" and {c.model for c in chunks} == {"v1"}
+    _, _, guard, _ = ask(gateway.url, "What is febrile neutropenia?", True, max_tokens=4, extra_body={"ab": False})
+    assert guard == ["preamble"]
+    r = httpx.post(f"{gateway.url}/v1/chat/completions", json={"model": "champion", "messages": []}, timeout=30,
+                   headers=gateway.headers)
+    assert r.status_code == 400  # bad input is still refused before the guard
 
 
 def test_stream_cut_by_the_client_frees_the_engine(gateway):

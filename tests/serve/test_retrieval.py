@@ -10,7 +10,8 @@ from serve.engines import Engine, EngineSpec
 from serve.guard import Guard
 from serve.registry import main as registry_cli
 from serve.retrieval import Retriever, last_question, with_context
-from tests.serve.test_guard_gateway import ScriptedEngine, ScriptedPool, ask, serve_gateway, serve_in_thread
+from tests.helpers.scripted_engine import (ScriptedEngine, ScriptedPool, ask, serve_gateway, serve_in_thread,
+                                           stop_servers)
 
 QUESTION = "What is the usual first-line treatment for hairy cell leukaemia?"
 REWORDED = "Newly diagnosed hairy cell leukemia: what do we give first?"  # cosine 0.81 to QUESTION
@@ -48,9 +49,7 @@ def retrieval_gateway(tmp_path_factory):
     pool = ScriptedPool(Engine(spec, tmp_path_factory.mktemp("engine-logs")))
     url, server, thread = serve_gateway(pool, home, Guard(), Retriever(k=2, min_similarity=0.5, store=store))
     yield engine, url, review
-    for s, t in ((server, thread), (engine_server, engine_thread)):
-        s.should_exit = True
-        t.join(10)
+    stop_servers((server, thread), (engine_server, engine_thread))
 
 
 def _context_messages(body: dict) -> list[str]:

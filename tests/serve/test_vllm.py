@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from serve.config import ServeConfig
-from tests.serve.conftest import Gateway
+from tests.helpers.gateway import Gateway
 
 pytestmark = [pytest.mark.slow, pytest.mark.smollm]
 
@@ -25,9 +25,9 @@ def vllm_venv():
     return venv
 
 
-def test_vllm_engine_answers_through_the_gateway(vllm_venv, smollm_champion, oncoloop_home):
+def test_vllm_engine_answers_through_the_gateway(vllm_venv, smollm_champion, smollm_home):
     version = smollm_champion
-    gw = Gateway(oncoloop_home, "--engine", "vllm", "vllm_enforce_eager=true", "vllm_dtype=float32",
+    gw = Gateway(smollm_home, "--engine", "vllm", "vllm_enforce_eager=true", "vllm_dtype=float32",
                  "engine_start_timeout_s=900", "max_answer_tokens=100000")  # the engine's own context check below
     try:
         state = gw.wait(lambda s: s.get("ready"), 900, "vLLM to answer")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from core.process import free_port
 from feedback.abtest import challenger_share
-from tests.serve.conftest import record_gate
-from tests.ui.clinician import SimulatedClinician, SimulatedReviewer, UIError
-from tests.ui.conftest import Reply, register_versions
+from core.process import free_port
+from tests.helpers.clinician import SimulatedClinician, SimulatedReviewer, UIError
+from tests.helpers.gateway import record_gate
+from tests.helpers.scripted_gateway import Reply, register_versions
 from ui.app import build_app
 
 pytestmark = pytest.mark.slow

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 
-from core.process import free_port
 from feedback.abtest import challenger_share, set_challenger_share, share_history
-from tests.serve.conftest import record_gate
-from tests.ui.conftest import Reply, register_versions
+from core.process import free_port
+from tests.helpers.gateway import record_gate
+from tests.helpers.scripted_gateway import Reply, register_versions
 from ui.config import UIConfig
 from ui.handlers import BLINDED, ChatHandler, GatewayClient, Session
 

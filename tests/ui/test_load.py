@@ -1,4 +1,7 @@
-"""Load: 50 simulated clinicians chat and rate at once for 60 s through the real UI and gateway."""
+"""Load: 50 simulated clinicians chat and rate at once for 20 s through the real UI and gateway.
+
+All 50 sessions ask as the clock starts, so 20 s already has every clinician waiting on the gateway at once and
+each answered and rated at least once; a longer run repeats the same requests and finds nothing more."""
 
 from __future__ import annotations
 
@@ -12,14 +15,14 @@ from sqlalchemy import func, select
 from core.data import load_jsonl
 from feedback.db import Rating, User
 from tests.conftest import REPO
-from tests.ui.clinician import SimulatedClinician
+from tests.helpers.clinician import SimulatedClinician
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 CLINICIANS = 50
-DURATION_S = 60.0
+DURATION_S = 20.0
 
 
-def test_50_clinicians_for_60_seconds_lose_nothing(ui_stack):
+def test_50_clinicians_for_20_seconds_lose_nothing(ui_stack):
     url, store = ui_stack["ui"].url, ui_stack["store"]
     questions = [r["instruction"] for r in load_jsonl(REPO / "data" / "oncology_seed.jsonl")[:100]]
     names = [f"load{i:02d}" for i in range(CLINICIANS)]

@@ -61,7 +61,7 @@ class UIServer:
                     return self
             except httpx.HTTPError:
                 pass
-            time.sleep(0.5)
+            time.sleep(0.2)
         raise AssertionError(f"python -m ui did not start within {timeout:.0f} s:\n{self.log_tail()}")
 
     def log_tail(self, chars: int = 3000) -> str:
