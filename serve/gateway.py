@@ -201,23 +201,29 @@ class _Gateway:
         engine, alias = await self.route(guarded, headers)
         payload = engine_payload(engine.spec.kind, {k: v for k, v in guarded.body.items() if k not in GATEWAY_FIELDS},
                                  engine.spec.served_name)
-        engine.inflight += 1  # before any await, so a swap never stops an engine with a request on its way
+        lease = _Lease(engine)  # taken before any await, so a swap never stops an engine with a request on its way
+        handed_off = False
         try:
-            upstream = await self.client.post(f"{engine.base_url}/v1/chat/completions", json.dumps(payload).encode(),
-                                              engine.auth_headers)
-        except UpstreamError as e:
-            engine.inflight -= 1
-            return _engine_failure(engine, e)
-        headers_out = {VERSION_HEADER: engine.spec.version, ALIAS_HEADER: alias or "",
-                       ACTIONS_HEADER: ",".join(guarded.actions)}
-        if upstream.status_code != 200:
-            engine.inflight -= 1
-            return await _engine_error(upstream, headers_out)
-        if payload.get("stream"):
-            rewriter = _raw_rewriter if guarded.redactor is None else _guarded_rewriter
-            return StreamingResponse(_relay(upstream, engine, rewriter(engine, alias, guarded)),
-                                     media_type="text/event-stream", headers=headers_out)
-        return await _whole_answer(upstream, engine, alias, guarded, headers_out)
+            try:
+                upstream = await self.client.post(f"{engine.base_url}/v1/chat/completions",
+                                                  json.dumps(payload).encode(), engine.auth_headers)
+            except UpstreamError as e:
+                return _engine_failure(engine, e)
+            lease.upstream = upstream
+            headers_out = {VERSION_HEADER: engine.spec.version, ALIAS_HEADER: alias or "",
+                           ACTIONS_HEADER: ",".join(guarded.actions)}
+            if upstream.status_code != 200:
+                return await _engine_error(upstream, headers_out)
+            if payload.get("stream"):
+                rewriter = _raw_rewriter if guarded.redactor is None else _guarded_rewriter
+                response = _EngineStream(_relay(upstream, engine, rewriter(engine, alias, guarded), lease), lease,
+                                         media_type="text/event-stream", headers=headers_out)
+                handed_off = True
+                return response
+            return await _whole_answer(upstream, engine, alias, guarded, headers_out)
+        finally:
+            if not handed_off:  # an answer read whole, an engine error, or anything raised (a cancelled request)
+                await lease.end()
 
     async def route(self, guarded: GuardedChat, headers: dict[str, str]) -> tuple[Engine, str | None]:
         """The engine for this chat (the A/B split for ``champion``), after checking the prompt fits its context."""
@@ -250,7 +256,6 @@ async def _whole_answer(upstream: UpstreamResponse, engine: Engine, alias: str |
         return _engine_failure(engine, e)
     finally:
         await upstream.aclose()
-        engine.inflight -= 1
     answer = _guard_answer(answer, guarded)
     headers_out[ACTIONS_HEADER] = ",".join(guarded.actions)
     return JSONResponse(_annotate(answer, engine, alias, guarded, guarded.all_actions()), headers=headers_out)
@@ -297,6 +302,44 @@ def create_app(pool: EnginePool, guard: Guard | None = None, retriever: Retrieve
     return app
 
 
+class _Lease:
+    """One request's hold on an engine (``engine.inflight``) and its upstream response, given back exactly once.
+
+    A swap drains an engine until its in-flight count is zero, so every way a request can end must give its hold
+    back: an answer read whole, an engine error, an exception, a stream that ends or breaks, and a stream whose
+    client hung up before its first byte (Starlette then never starts the body generator, so the generator's
+    ``finally`` alone would leak the hold and the engine could never be retired in time).
+    """
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.upstream: UpstreamResponse | None = None
+        self.held = True
+        engine.inflight += 1
+
+    async def end(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        self.engine.inflight -= 1
+        if self.upstream is not None:
+            await self.upstream.aclose()
+
+
+class _EngineStream(StreamingResponse):
+    """A relayed engine stream that gives its :class:`_Lease` back however the response ends."""
+
+    def __init__(self, content, lease: _Lease, **kwargs):
+        super().__init__(content, **kwargs)
+        self.lease = lease
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.lease.end()
+
+
 def _notice_chunk(first: dict, text: str, engine: Engine, alias: str | None, guarded: GuardedChat,
                   guard: list[str]) -> bytes:
     """The guard's notices as a stream chunk of their own, shaped like the engine's first chunk."""
@@ -323,7 +366,7 @@ async def _lines(upstream: UpstreamResponse):
         yield [rest]
 
 
-async def _relay(upstream: UpstreamResponse, engine: Engine, rewrite):
+async def _relay(upstream: UpstreamResponse, engine: Engine, rewrite, lease: _Lease):
     """Pass an engine's event stream on, each event's ``data:`` line through ``rewrite``.
 
     ``rewrite(line)`` returns the bytes to send for one ``data:`` line (one or more events); other
@@ -345,8 +388,7 @@ async def _relay(upstream: UpstreamResponse, engine: Engine, rewrite):
     except UpstreamError as e:
         yield _stream_error(engine, e)
     finally:
-        await upstream.aclose()
-        engine.inflight -= 1
+        await lease.end()
 
 
 def _raw_rewriter(engine: Engine, alias: str | None, guarded: GuardedChat):
