@@ -12,6 +12,7 @@ the seed data by ``python -m finetune.bootstrap --rebuild``), merged at install 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -130,9 +131,15 @@ def converted_base(gguf: Path | None = None) -> Path:
     if root is None:
         raise OncoLoopError(f"{CACHE_ENV} is empty: no cache to convert into.")
     target = root / version
-    if not (target / "meta.json").is_file():
-        print(f"bootstrap: converting {gguf.name} from {PACKAGE} into {target} (~30 s)", flush=True)
-        convert(gguf, target)
+    if (target / "meta.json").is_file():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    # two processes starting at once (two UIs, parallel test workers) convert once: the second waits, then reuses
+    with open(root / f".{version}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "meta.json").is_file():
+            print(f"bootstrap: converting {gguf.name} from {PACKAGE} into {target} (~30 s)", flush=True)
+            convert(gguf, target)
     return target
 
 

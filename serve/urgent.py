@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -242,7 +243,7 @@ class UrgentDetector:
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".tmp{threading.get_ident()}")
+                tmp = path.with_suffix(f".tmp{os.getpid()}-{threading.get_ident()}")
                 joblib.dump(self._fitted, tmp)
                 tmp.replace(path)
             except OSError:
@@ -341,8 +342,6 @@ def _hash(items: list[dict]) -> str:
 
 def _cache_dir() -> Path | None:
     """``$ONCOLOOP_CACHE`` (default ``~/.cache/oncoloop``, as for the converted base model); "" turns it off."""
-    import os
-
     value = os.environ.get("ONCOLOOP_CACHE", "~/.cache/oncoloop")
     return Path(value).expanduser() if value else None
 
