@@ -150,7 +150,9 @@ def _needs_ner(text: str) -> bool:
 def _presidio_found(text: str, engine: str, threshold: float) -> list[Found]:
     engine_ = analyzer(engine)
     if engine == "oncoloop" and not _needs_ner(text):
-        with engine_.nlp_engine.nlp["en"].select_pipes(enable=[]):  # tokenizer only: no NER
+        # tokenizer only, no NER; this changes the shared pipeline for the call, which is safe because
+        # feedback.scrub.find_phi (the only caller) serialises calls with its lock
+        with engine_.nlp_engine.nlp["en"].select_pipes(enable=[]):
             results = engine_.analyze(text=text, language="en", score_threshold=threshold)
     else:
         results = engine_.analyze(text=text, language="en", score_threshold=threshold)
