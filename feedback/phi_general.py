@@ -4,16 +4,22 @@
 
 - **names** by lists of given names and surnames (``phi_names.txt``, from Faker's person providers, MIT; common
   English words left out): "maureen doyle" in small letters, "MS LUCY ABERNETHY", "Tadeusz Wiśniewski",
-  a relative's given name after a kinship word in any case ("his wife akosua", "daughter (Morag)");
+  a relative's given name after a kinship word in any case ("his wife akosua", "daughter (Morag)") or before
+  one ("Brendan, her son"), "ADEYEMI Olusegun", "j. okonkwo-hart";
 - **ages of 90 and over** in every form: "92F", "90 yo", "94 years", "ninety-three", "aged one hundred",
   "she is 98", "Dorothy Ashworth, 99" (numbers followed by a unit, "sats 92%", "Hb 95 g/L", are not ages);
 - **addresses** by shape: a house number, street words and a street type in any case ("18 moorside rd"),
   with directions, flats and towns ("1108 W Belmont Ave, Apt 2R, Chicago, IL"), house names ("The Old
-  Rectory"), and whatever a postcode or a cue ("lives at") closes ("9 Quarry Bank, Tipton, DY4 8RL");
-- **postcodes** in small letters ("le65 1ht");
+  Rectory"), and whatever a postcode or a cue ("lives at") closes ("9 Quarry Bank, Tipton, DY4 8RL"); post
+  boxes and rural routes, continental streets ("Hauptstraße 12, 80331 München");
+- **postcodes** in any case and spacing, checked against the UK postcode areas ("le65 1ht", "sw1a1aa"),
+  Eircodes, Canadian and Australian ones;
+- **web addresses** whose host ends in a public suffix (tldextract's bundled list: "walkforwalter.scot");
 - **hospital, ward and service names**: capitalised words ending in Hospital, Infirmary, Centre, Institute,
   Clinic, Practice, Trust ... with "and"/"of" inside, the same in small letters with a place-like word
-  ("leeds general infirmary"), and named wards ("Ward B2", "Larch Ward"; "the Day Unit" is no identifier).
+  ("leeds general infirmary"), named wards ("Ward B2", "Larch Ward"; "the Day Unit" is no identifier),
+  hospitals named in other languages ("Ysbyty Gwynedd") and places after a care verb ("admitted to Sutter
+  Roseville").
 
 Tuned on the dev files only (``data/eval/detectors/phi_dev*.jsonl``).
 """
@@ -138,7 +144,8 @@ def _name_spans(text: str) -> list[Found]:
                 ok = _known(bases[0], first) or (_known(bases[-1], last) and (
                     _known(bases[0], both) or not _sentence_start(text, start)))
             else:  # one word: a known given name, not opening a sentence ("ask Joanne", "Kasia's")
-                ok = _known(bases[0], first) and bases[0] not in last and not _sentence_start(text, start)
+                ok = _known(bases[0], first) and bases[0] not in last and (
+                    not _sentence_start(text, start) or bool(_PERSON_NEXT.match(text, end)))
         elif style == "upper":  # capitals: only after a title ("MS LUCY ABERNETHY")
             ok = (any(_known(b, both) for b in bases)
                   and bool(re.search(r"\b(?:MR|MRS|MS|MISS|MX|DR|PROF)\.?\s+$", text[max(0, start - 6):start])))
@@ -148,11 +155,49 @@ def _name_spans(text: str) -> list[Found]:
     return found
 
 
+# what follows a person's name that opens a sentence: "Ingrid's neutrophils", "Joanne at the centre", "Tom rang"
+_PERSON_NEXT = re.compile(r"(?:['’]s\b|\s+(?:at|here|says|said|rang|called|phoned|asked|asks|is|was|has|had|will|wants|"
+                          r"wanted|thinks|came|went|from|needs|feels|felt|reports|reported|told|says|and\s+I|and\s+me)\b)")
+
 _RELATIVE_ANY = re.compile(rf"(?i:\b{_RELATIVE}(?:'s)?)(?:\s*,\s*|\s*\(\s*|\s+(?:is|called|named)\s+|\s+)"
                            rf"(?P<v>[{_UP}{_LOW}][{_LOW}'’-]+)")
 
 
 _LOWER_SURNAME_GIVEN = re.compile(rf"(?<![\w'’-])(?P<v>(?P<a>[{_LOW}][{_LOW}'’-]+),\s+(?P<b>[{_LOW}][{_LOW}'’-]+))(?![\w'’-])")
+
+
+_UPPER_GIVEN = re.compile(rf"(?<![\w'’-])(?P<a>[{_UP}][{_UP}'’-]+)\s+(?P<b>[{_UP}][{_LOW}][{_LOW}'’-]*)(?![\w'’-])")
+_INITIAL_SURNAME = re.compile(rf"(?<![\w.'’-])(?P<v>[{_UP}{_LOW}]\.\s?(?P<s>[{_UP}{_LOW}][{_LOW}'’-]+))(?![\w'’-])")
+_SMALL_TITLE = re.compile(r"(?:mr|mrs|ms|miss|dr|prof|MR|MRS|MS|MISS|DR|PROF)\.?\s+$")  # not trimmed by feedback.scrub
+_SMALL_TITLE_NAME = re.compile(rf"(?<![\w'’-])(?:mr|mrs|ms|miss|dr|prof)\.?\s+(?P<a>[{_LOW}][{_LOW}'’-]+)"
+                               rf"(?:\s+(?P<b>[{_LOW}][{_LOW}'’-]+))?")
+
+
+def _clinical_word(word: str) -> bool:
+    w = _base(word)
+    return w in _CLINICAL_WORDS or bool(_DRUGLIKE.search(w))
+
+
+def _more_name_spans(text: str) -> list[Found]:
+    """"ADEYEMI Olusegun" (a known surname in capitals, then a known given name), "j. okonkwo-hart" (an
+    initial and a known surname)."""
+    first, last = name_lists()
+    found = []
+    for m in _UPPER_GIVEN.finditer(text):
+        a, b = _base(m.group("a")), _base(m.group("b"))
+        if (len(a) > 2 and (_known(a, last) or _known(b, first)) and not _excluded(a) and not _excluded(b)
+                and not _clinical_word(b)):
+            found.append(Found(m.start("a"), m.end("b"), "name"))
+    for m in _INITIAL_SURNAME.finditer(text):
+        w = _base(m.group("s"))
+        if any(_known(p, last) for p in w.split("-")) and not _excluded(w) and len(w) > 3:
+            found.append(Found(*m.span("v"), "name"))
+    for m in _SMALL_TITLE_NAME.finditer(text):  # "mrs eileen fairclough", "dr patel"
+        a, b = _base(m.group("a")), _base(m.group("b") or "")
+        if _known(a, first | last) and not _excluded(a):
+            end = m.end("b") if b and not _excluded(b) and not _clinical_word(b) else m.end("a")
+            found.append(Found(m.start(), end, "name"))
+    return found
 
 
 def _surname_given_spans(text: str) -> list[Found]:
@@ -163,9 +208,17 @@ def _surname_given_spans(text: str) -> list[Found]:
             and not _excluded(m.group("a")) and not _excluded(m.group("b"))]
 
 
+_RELATIVE_AFTER = re.compile(rf"(?<![\w'’-])(?P<v>[{_UP}][{_LOW}'’-]+(?:\s+[{_UP}][{_LOW}'’-]+)?)(?:,\s+(?:her|his|their|my|our|"
+                             rf"your|the|patient's)\s+|\s*\(\s*(?:her\s+|his\s+|the\s+)?)(?i:{_RELATIVE})\b")
+
+
 def _relative_spans(text: str) -> list[Found]:
     first, last = name_lists()
     found = []
+    for m in _RELATIVE_AFTER.finditer(text):
+        words = [_base(w) for w in m.group("v").split()]  # a kinship word after it: "Pugh" is a name here
+        if not _excluded(words[0]) and not any(w in _STOP or w in _NOT_NAME for w in words[1:]):
+            found.append(Found(*m.span("v"), "relative_name"))
     for m in _RELATIVE_ANY.finditer(text):
         w = _base(m.group("v"))
         # a known given name; or any capitalised word set off by a comma or a bracket ("daughter (Morag)")
@@ -190,14 +243,26 @@ neutrophils ecog karnofsky kps it that this which number ref dose volume fev1 fv
 inr aptt pt ferritin b12 folate tsh t4 iron mcv albumin protein magnesium mg phosphate urate lactate ph""".split())
 _AGES = [
     re.compile(rf"(?<![\w.,/])(?P<v>{_AGE_NUM}\s?(?:[MF]\b|y/?o\b|yo\b|y\.o\.?|yrs?\b(?:\s+old)?|years?\b(?:\s+old)?|"
-               rf"-?years?-old|-?yr-old))", re.IGNORECASE),
+               rf"-?years?-old|-?yr-old|y\b(?![/.]\w)))", re.IGNORECASE),
+    # sex and age together: "95/F", "F/95", "M, 91"; an ordinal birthday: "her 101st birthday"
+    re.compile(rf"(?<![\w.,/])(?P<v>{_AGE_NUM})\s?/\s?[MF]\b|\b[MF]\s?(?:/|,)\s?(?P<w2>{_AGE_NUM})\b(?![.,/]\d)"),
+    re.compile(rf"\b(?P<v>{_AGE_NUM}(?:st|nd|rd|th))\s+birthday", re.IGNORECASE),
+    # "she'll be 99 in May", "at 97 he still drives", "Grandad's nearly 94", "(02.03.1931) 94,"
+    re.compile(rf"(?i:\b(?:he'?ll|she'?ll|i'?ll|will|would)\s+be\s+)(?P<v>{_AGE_NUM})\b(?![.,]\d)(?!\s*{_UNIT})"),
+    re.compile(rf"\b[Aa]t\s+(?P<v>{_AGE_NUM})\s*,?\s+(?:he|she|they|i|mum|dad|my|his|her)\b"),
+    re.compile(rf"(?i:\b(?:mum|mom|dad|nan|nana|gran|granny|grandma|grandad|granddad|grandpa|grandmother|grandfather|"
+               rf"husband|wife|father|mother|aunt|auntie|uncle)(?:'s|’s|\s+is)\s+(?:now\s+|nearly\s+|almost\s+|just\s+)?)"
+               rf"(?P<v>{_AGE_NUM})\b(?![.,]\d)(?!\s*{_UNIT})"),
+    re.compile(rf"(?<=\d\))\s*(?P<v>{_AGE_NUM})(?=\s*[,;])"),
+    # "91 next month", "turning 90 this year" (not after a lab word: "Hb 95 next week")
+    re.compile(rf"(?<![\w.,/])(?P<v>{_AGE_NUM})\s+(?:next|this)\s+(?:month|year|week|birthday)\b"),
     re.compile(rf"\b(?P<v>(?:ninety(?:[\s-]{_NUM_WORD})?|(?:a|one)\s+hundred(?:\s+and\s+{_NUM_WORD}|[\s-]{_NUM_WORD})?)"
                rf"(?:[\s-]years?)?(?:[\s-]?(?:year[\s-])?old)?)\b(?!\s*{_UNIT})", re.IGNORECASE),
     re.compile(rf"(?i:\b(?:i'?m|i\s+am|he'?s|she'?s|he\s+is|she\s+is|he\s+was|she\s+was|who'?s|who\s+is|aged?|age:|"
                rf"turned|turns|turning|now)\s+(?:now\s+|just\s+|nearly\s+|almost\s+)?)(?P<v>{_AGE_NUM})\b"
                rf"(?![.,]\d)(?!\s*{_UNIT})"),
     # "Moshe Adler is 98", "mum is 96"; "Dorothy Ashworth, 99", "Wilhelmina de Vries (91)"
-    re.compile(rf"(?P<w>[{_UP}{_LOW}][{_LOW}'’]+)(?:\s+is\s+|\s*,\s*|\s*\(\s*)(?P<v>{_AGE_NUM})"
+    re.compile(rf"(?P<w>[{_UP}{_LOW}][{_LOW}'’]+)(?:,?\s+is\s+|\s*,\s*|\s*\(\s*)(?P<v>{_AGE_NUM})"
                rf"(?=\s*(?:\)|,|;|$|\.(?!\d)|\s(?:next|this|last|in|on|and|with|but|years?)\b))"),
 ]
 
@@ -210,12 +275,16 @@ def _age_spans(text: str) -> list[Found]:
                 w = m.group("w").lower()
                 if w in _LAB or w in _CLINICAL_WORDS or (w in _STOP and w not in ("mum", "dad")) or w in _NOT_NAME:
                     continue
-            found.append(Found(*m.span("v"), "age_over_89"))
+            prev = re.search(r"([A-Za-z0-9]+)\W*$", text[max(0, m.start() - 24):m.start()])
+            if prev and prev.group(1).lower() in _LAB:
+                continue
+            group = "v" if m.group("v") else "w2"
+            found.append(Found(*m.span(group), "age_over_89"))
     return found
 
 
 # ---- addresses and postcodes ----
-_TYPES = (r"Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Close|Cl|Way|Court|Ct|Boulevard|Blvd|Place|Pl|Terrace|Terr|"
+_TYPES = (r"Street|St|Road|Rd|Route|Avenue|Ave|Lane|Ln|Drive|Dr|Close|Cl|Way|Court|Ct|Boulevard|Blvd|Place|Pl|Terrace|Terr|"
           r"Crescent|Cres|Gardens|Gdns|Square|Sq|Row|Mews|Parkway|Pkwy|Highway|Hwy|Grove|Gr|Walk|View|Hill|Rise|Park|"
           r"Green|Vale|Yard|Wharf|Quay|Parade|Broadway|Circle|Cir|Trail|Path|Bank|Paddocks?|Meadows?|Fields?|Brow|"
           r"Wynd|Heights|Croft|Chase|Dene|Drove|Gate|Grange|Hollow|Side|Plaza|Loop|Ridge|Pike|Estate|Embankment|"
@@ -223,8 +292,9 @@ _TYPES = (r"Street|St|Road|Rd|Avenue|Ave|Lane|Ln|Drive|Dr|Close|Cl|Way|Court|Ct|
 _LOWER_TYPES = r"street|st|road|rd|avenue|ave|lane|ln|drive|close|crescent|cres|terrace|gardens|gdns|grove|mews|court|blvd|boulevard"
 _STREET_WORD = r"(?:[A-Z][\w'’.-]*|\d+(?:st|nd|rd|th)|[a-z][\w'’-]*)"
 _STREET = re.compile(
-    rf"(?P<v>(?:(?:[Ff]lat|[Aa]pt|[Aa]partment|[Uu]nit|[Ss]uite)\.?\s+\d+\w?,?\s+)?\d{{1,5}}[A-Za-z]?(?:-\d{{1,4}})?,?\s+"
-    rf"(?:{_STREET_WORD}\s+){{0,3}}(?:(?:{_TYPES})|(?i:{_LOWER_TYPES}))\b\.?"
+    rf"(?P<v>(?:(?:[Ff]lat|[Aa]pt|[Aa]partment|[Uu]nit|[Ss]uite)\.?\s+\d+\w?,?\s+)?(?:\d{{1,4}}[A-Za-z]?/)?\d{{1,5}}[A-Za-z]?"
+    rf"(?:-\d{{1,4}})?,?\s+(?:{_STREET_WORD}\s+){{0,3}}(?:(?:{_TYPES})|(?i:{_LOWER_TYPES}))\b\.?"
+    rf"(?:(?:(?<=Road)|(?<=Route))\s+\d{{1,4}}\b(?![.,]\d))?(?:\s+[NSEW]\b(?!['’]))?"
     rf"(?:,?\s+(?i:apt|apartment|unit|suite|flat|#)\.?\s*\w+)?)")
 _STREET_FIRST = re.compile(r"(?P<v>\b\d{1,5}[A-Za-z]?,?\s+(?:Heol|Ffordd|Stryd|Rue|Via|Viale|Corso|Piazza|Calle|Avenida|Rua|"
                            r"Chemin|Boulevard|Avenue|Place|Plaza|Camino)\s+(?:(?:d[eu']|de\s+la|des|del|della|y|dos|das)\s*)?"
@@ -241,7 +311,25 @@ _CUE_ADDRESS = re.compile(r"(?i:\b(?:lives?|living|resides?|residing|moved|movin
                           r"(?=\s*(?:[,.;()\n]|$))")
 _POSTCODE_LOWER = re.compile(r"(?<![\w-])(?P<v>[a-z]{1,2}\d[a-z\d]?\s\d[abd-hjlnp-uw-z]{2})(?![\w-])")
 _POSTCODE_ANY = re.compile(r"(?<![\w-])(?:[A-Za-z]{1,2}\d[A-Za-z\d]?\s?\d[A-Za-z]{2}|\d{5}(?:-\d{4})?)(?![\w-])")
+# UK postcodes in any case, with no space or several ("sw1a1aa", "Gl5  3AA"), checked against the postcode areas
+_UK_AREAS = frozenset("""AB AL B BA BB BD BH BL BN BR BS BT CA CB CF CH CM CO CR CT CV CW DA DD DE DG DH DL DN DT DY E EC EH
+EN EX FK FY G GL GU GY HA HD HG HP HR HS HU HX IG IM IP IV JE KA KT KW KY L LA LD LE LL LN LS LU M ME MK ML N NE NG NN NP NR
+NW OL OX PA PE PH PL PO PR RG RH RM S SA SE SG SK SL SM SN SO SP SR SS ST SW SY TA TD TF TN TQ TR TS TW UB W WA WC WD WF WN
+WR WS WV YO ZE""".split())
+_POSTCODE_UK = re.compile(r"(?<![\w-])(?P<v>(?P<area>[A-Za-z]{1,2})\d[A-Za-z\d]? {0,2}\d[ABD-HJLNP-UW-Zabd-hjlnp-uw-z]{2})"
+                          r"(?![\w-])")
+_EIRCODE = re.compile(r"(?<![\w-])(?P<v>(?:[AC-FHKNPRTV-Y]\d{2}|D6W) ?[0-9AC-FHKNPRTV-Y]{4})(?![\w-])")
+_POSTCODE_CA = re.compile(r"(?<![\w-])(?P<v>[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z] \d[ABCEGHJ-NPRSTV-Z]\d)(?![\w-])")
+# an outward code alone, where a label or "area" says it is one: "postcode NE1", "the BT12 area"
+_OUTWARD = re.compile(r"(?:(?i:post\s?code|postal\s+(?:code|district))\s*:?\s*(?P<v>[A-Za-z]{1,2}\d{1,2}[A-Za-z]?)\b"
+                      r"|\b(?P<w>[A-Z]{1,2}\d{1,2}[A-Z]?)\s+(?:area|district)\b)")
+_POSTCODE_AU = re.compile(r"\b(?:NSW|VIC|QLD|SA|WA|TAS|NT|ACT|Auckland|Wellington|Christchurch)\s+(?P<v>\d{4})\b(?![.,:/]?\d)")
 _ADDR_WORD = r"(?:\d+(?:st|nd|rd|th)|[^\W\d][\w'’.-]*)"
+_NAMED_WORD = r"(?:[A-Z][\w'’.-]*|\d{1,5}[A-Za-z]?|of|the|on|upon|y|de|la|le|an|am)"
+_NAMED_PLACE = re.compile(rf"(?<![\w'’.-])((?:c/o\s+)?[A-Z][\w'’.-]*(?:\s+{_NAMED_WORD}){{0,3}}(?:,\s*[A-Z][\w'’.-]*"
+                          rf"(?:\s+{_NAMED_WORD}){{0,3}}){{1,4}}),?\s*$")
+_NAMED_LEAD = re.compile(r"(?:(?:Address|Addr|Home|Correspondence|Post|Send|Mail|Write|New|Lives|Living|Moved|To|At|"
+                         r"Re|Ref|Patient|Pt|NOK)\b:?\s*)+")
 _US_STATE = re.compile(r",?\s+[A-Z]{2}$")
 
 
@@ -278,8 +366,51 @@ def _towns(text: str, end: int, segments: int = 2) -> int:
     return end
 
 
+# a post box or a rural route ("P.O. Box 228", "Rural Route 2, Box 118"); a flat, unit, lot or croft number
+# before the rest of an address ("Flat 3/2, 14 Hyndland Road", "Croft 7, North Dell, Ness"), a floor
+_BOX = re.compile(r"(?P<v>\b(?:(?:Rural\s+Route|Star\s+Route|RR|HC)\s*\d+,?\s+)?(?:P\.?\s?O\.?\s*Box|Post\s+Office\s+Box|"
+                  r"Box|Private\s+Bag|Locked\s+Bag|PMB)\s+\d{1,6}\b|\b(?:Flat|Apt|Apartment|Unit|Suite|Lot|Plot|Croft)\.?"
+                  r"\s+\d{1,4}[A-Za-z]?(?:/\d{1,4}[A-Za-z]?)?(?=,?\s+(?:\d|[A-Z][a-z]))|\b\d{1,2}(?:st|nd|rd|th)\s+Floor"
+                  r"(?=,\s))")
+_UNIT_BOX = re.compile(r"^(?:Box|Flat|Apt|Apartment|Unit|Suite|Lot|Plot|Croft)\b")
+# continental streets, name then number, and a postal code before the town: "Hauptstraße 12, 80331 München",
+# "Calle Mayor 5, 3º izq, 28013 Madrid", "12 rue des Lilas, 75011 Paris", "Prinsengracht 263, 1016 GV Amsterdam"
+_STREET_END = (r"stra(?:ss|ß)e|str\.|weg|gasse|platz|allee|ring|damm|ufer|gracht|straat|laan|plein|kade|singel|dijk|"
+               r"vej|gade|gatan|vägen|veien|gata|katu|tie|utca|ulica")
+_STREET_WORDS = (r"(?i:via|viale|corso|piazza|largo|strada|calle|avenida|paseo|plaza|carrer|rua|travessa|rue|avenue|"
+                 r"boulevard|chemin|place|quai|impasse|allée)")
+_CONTINENTAL = re.compile(
+    rf"(?P<v>(?:(?:[{_UP}][{_LOW}{_UP}'’.-]*(?:{_STREET_END})|{_STREET_WORDS}\s+(?:[{_LOW}'’]+\s+){{0,3}}[{_UP}][\w'’-]+"
+    rf"(?:\s+[{_UP}][\w'’-]+){{0,2}})\s+\d{{1,4}}[a-z]?|\d{{1,4}}[a-z]?,?\s+{_STREET_WORDS}\s+(?:[{_LOW}'’]+\s+){{0,3}}"
+    rf"[{_UP}][\w'’-]+(?:\s+[{_UP}][\w'’-]+){{0,2}})(?:,\s*\d{{1,2}}(?!\d)[ºª°]?(?:\s*[{_LOW}]{{1,5}}\.?)?)?"
+    rf"(?:,?\s*(?:[A-Z]{{1,2}}-)?\d{{4,5}}(?:\s?[A-Z]{{2}})?\s+[{_UP}][\w'’-]+(?:\s+[{_UP}][\w'’-]+)?)?)")
+# US states, Canadian provinces and Australian states ("Ely, NV", "Toronto, ON", "Bondi NSW"); a district number
+_PLACE_CODE = re.compile(r"^,?\s*(?:(?:A[LKZRB]|C[AOT]|D[EC]|FL|GA|HI|I[DLNA]|K[SY]|LA|M[EDAINSOTB]|N[EVHJMYCDBLSTU]|O[HKRN]|"
+                         r"PA|PE|QC|RI|S[CDK]|T[NX]|UT|V[TA]|W[AVIY]|YT|NSW|VIC|QLD|TAS|ACT)\b|\d{1,2}\b(?![.,:/]?\d))")
+
+
+def _tail(text: str, end: int) -> int:
+    """The end of an address after its towns, a state or province ("NV", "NSW") or a district number
+    ("Dublin 2")."""
+    end = _towns(text, end, segments=4)
+    m = _PLACE_CODE.match(text[end:end + 6])
+    if m and not re.match(r"\s*(?:mg|ml|%|x\b)", text[end + m.end():end + m.end() + 4]):
+        end += m.end()
+    return end
+
+
 def _address_spans(text: str) -> list[Found]:
     found = []
+    for m in _BOX.finditer(text):
+        s, e = m.span("v")
+        if _UNIT_BOX.match(m.group("v")) and not text[e:e + 2].startswith((",", " ")):
+            continue
+        found.append(Found(s, _tail(text, e), "address"))
+    for m in _CONTINENTAL.finditer(text):
+        words = [w.lower() for w in re.findall(r"[^\W\d_]+", m.group("v"))]
+        if not any(w in _CLINICAL_WORDS or _DRUGLIKE.search(w) for w in words):
+            closed = re.search(r"\d{4,5}(?:\s?[A-Z]{2})?\s+\S+$", m.group("v"))  # a postal code and town end it
+            found.append(Found(m.start("v"), m.end("v") if closed else _towns(text, m.end("v")), "address"))
     for m in list(_STREET.finditer(text)) + list(_HOUSE.finditer(text)) + list(_STREET_FIRST.finditer(text)):
         words = [w.lower() for w in re.findall(r"[A-Za-z]+", m.group("v"))]
         small = [w for w in re.findall(r"[A-Za-z]+", m.group("v"))[:-1] if w.islower()]
@@ -287,7 +418,7 @@ def _address_spans(text: str) -> list[Found]:
                 w in _CLINICAL_WORDS or _DRUGLIKE.search(w) for w in words):
             continue
         s, e = m.span("v")
-        e = _towns(text, e)
+        e = _tail(text, e)
         found.append(Found(s, e, "address"))
     for m in _CUE_ADDRESS.finditer(text):
         small = [w for w in re.findall(r"[A-Za-z]+", m.group("v")) if w.islower()]
@@ -300,6 +431,11 @@ def _address_spans(text: str) -> list[Found]:
         before = text[max(0, m.start() - 90):m.start()]
         b = re.search(rf"(?<![\w.])(\d{{1,5}}[A-Za-z]?(?:\s+{_ADDR_WORD}){{1,4}}(?:,\s*{_ADDR_WORD}(?:\s+{_ADDR_WORD})"
                       r"{0,3}){1,3}),?\s*$", before)
+        if not b:
+            b = _NAMED_PLACE.search(before)
+            lead = b and _NAMED_LEAD.match(b.group(1))
+            if b and lead:  # "Address The Bothy, ..." -> "The Bothy, ..."
+                b = _NAMED_PLACE.search(before, b.start(1) + lead.end()) if lead.end() < len(b.group(1)) else None
         if b and not re.search(r"[.;:!?]\s", b.group(1)):
             words = [w.lower() for w in re.findall(r"[A-Za-z]+", b.group(1))]
             if not any(w in _CLINICAL_WORDS or _DRUGLIKE.search(w) for w in words):
@@ -308,6 +444,19 @@ def _address_spans(text: str) -> list[Found]:
                 e -= len(_US_STATE.search(b.group(1)).group(0)) if _US_STATE.search(b.group(1)) and \
                     re.match(r"\d", m.group(0)) else 0
                 found.append(Found(s, e, "address"))
+    for pattern in (_POSTCODE_UK, _EIRCODE, _POSTCODE_CA, _POSTCODE_AU):
+        for m in pattern.finditer(text):
+            v = m.group("v")
+            if pattern is _POSTCODE_UK and (m.group("area").upper() not in _UK_AREAS or v.isupper() and " " in v
+                                            and v.count(" ") == 1):
+                continue  # not a UK postcode area, or a plain one the rules already find
+            if pattern is _EIRCODE and not (re.search(r"[A-Z]", v[-4:]) and re.search(r"\d", v[-4:])):
+                continue
+            found.append(Found(*m.span("v"), "postcode"))
+    for m in _OUTWARD.finditer(text):
+        group = "v" if m.group("v") else "w"
+        if re.match(r"[A-Za-z]+", m.group(group)).group(0).upper() in _UK_AREAS:
+            found.append(Found(*m.span(group), "postcode"))
     for m in _POSTCODE_LOWER.finditer(text):
         if not re.search(r"\d(?:st|nd|rd|th)$", m.group("v")):
             found.append(Found(*m.span("v"), "postcode"))
@@ -316,7 +465,7 @@ def _address_spans(text: str) -> list[Found]:
 
 # ---- hospitals, wards, services ----
 _PLACE_ENDS = (r"Hospitals?|Infirmary|Hospice|Cent(?:re|er)|Institute|Clinic|Practice|Surgery|Trust|Health\s+Board|"
-               r"Care\s+Home|Nursing\s+Home|Foundation|Medical\s+Group|Health\s+System|Healthcare")
+               r"Care\s+Home|Nursing\s+Home|Foundation|Medical\s+Group|Health\s+System|Healthcare|Memorial")
 _GENERIC = frozenset("""the a an day oncology haematology hematology cancer chemotherapy medical surgical health care
 acute assessment intensive high dependency coronary short stay ambulatory renal treatment admissions emergency
 maternity isolation side private clinical research teenage young adult adults infusion radiotherapy triage unit
@@ -325,21 +474,45 @@ foundation trust hospital hospitals centre center clinic practice surgery instit
 breast lung palliative support information services service outpatient outpatients inpatient day-case gp family
 national regional specialist regional""".split())
 _HOSPITAL_TITLE = re.compile(rf"(?P<v>(?:St\.?\s+|Saint\s+)?[A-Z][\w'’-]+(?:\s+(?:and|of|for|&|the|[A-Z][\w'’-]+)){{0,6}}?"
-                             rf"\s+(?:{_PLACE_ENDS})(?:\s+of\s+[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+){{0,2}}|,?\s+[A-Z][a-z]{{3,}}(?=\s*(?:[,.;)]|$)))?)\b")
+                             rf"\s+(?:{_PLACE_ENDS})(?:\s+of\s+[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+){{0,2}}|,?\s+[A-Z][a-z]{{3,}}(?=\s*(?:[,.;)]|$)|\s+[a-z]))?)\b")
 _HOSPITAL_LOWER = re.compile(r"(?i)\b(?P<v>(?:st\.?\s+[a-z]+'?s\s+|[a-z][a-z'’-]+\s+){1,3}(?:hospital|infirmary|hospice|"
                              r"medical\s+cent(?:re|er)|health\s+cent(?:re|er)))\b")
-_HOSPITAL_SHORT = re.compile(r"\b(?P<v>Royal\s+[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?|[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?\s+General)\b"
+_HOSPITAL_SHORT = re.compile(r"\b(?P<v>Royal\s+[A-Z][a-z]+(?:\s+(?:and|&)\s+[A-Z][a-z]+|\s+[A-Z][a-z]+)?|[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?\s+General)\b"
                              r"(?!\s+(?:College|Society|Mail|Navy|Air|Academy|Institution|Assembly|Medical\s+Council|"
                              r"Practitioner|Practice|Surgeon|Anaesthe\w*|Anesthe\w*|Manager|Secretary|Election))")
 _WARDS = [
-    re.compile(r"\b(?P<v>Ward\s+[A-Z]?\d{1,2}[A-Z]?)\b"),
-    re.compile(rf"\b(?P<v>[A-Z][{_LOW}]+(?:\s+[A-Z][{_LOW}]+)?\s+(?:Ward|Unit|Wing|Suite))\b"),
-    re.compile(r"\b(?P<v>(?:St\.?|Saint)\s+[A-Z][a-z]+(?:'s|’s|s)?)(?!\s+(?:disease|syndrome|wort|fire|dance))"),
+    re.compile(r"\b(?P<v>Ward\s+[A-Z]?\d{1,3}[A-Z]?(?:\s+(?:North|South|East|West)\b)?)\b"),
+    re.compile(r"\b(?P<v>ward\s+[A-Z]?\d{1,3}[A-Za-z]?)\b(?!\s*(?:days?|times|weeks?|hours?|patients|beds|x\b))"),
+    re.compile(rf"\b(?P<v>[A-Z][{_LOW}]+(?:\s+[A-Z][{_LOW}]+)?\s+(?:Ward|Unit|Wing|Suite|ward))\b"),
+    # hospitals named in other languages: "Ysbyty Gwynedd", "Hôpital Saint-Louis", "Universitätsklinikum Heidelberg"
+    re.compile(rf"\b(?P<v>(?:Ysbyty|H[oô]pital|Centre\s+Hospitalier(?:\s+Universitaire)?|CHU|Klinikum|Krankenhaus|"
+               rf"Ospedale|Policlinico|Hospital(?=\s+(?:de|del|do|da|San|Santa|Sant')\s)|Cl[ií]nica|Ziekenhuis|Szpital|"
+               rf"[{_UP}][{_LOW}]*(?:klinikum|krankenhaus|ziekenhuis|sjukhus|sykehus|spital|klinik))(?:\s+(?:de\s+la|de|del|"
+               rf"di|do|da|des|du|der|am|an|St\.?|Saint|San|Santa|Sant'|y|rechts|links)){{0,2}}(?:[\s-]+[{_UP}][{_LOW}][\w'’-]*)"
+               rf"{{1,3}})"),
+    re.compile(r"\b(?P<v>(?:St\.?|Saint)\s+[A-Z][a-z]++(?:'s|’s|s)?+)(?!\s+(?:disease|syndrome|wort|fire|dance))"),
 ]
 
 
-def _hospital_spans(text: str) -> list[Found]:
+_CARE_PLACE = re.compile(
+    rf"(?i:\b(?:admitted|admission|transferred|transfer|referred|referral|moved|sent|seen|treated|operated|scanned|"
+    rf"scan|surgery|biopsy|opinion|screening|trial|die|died|discharged|follow-up|attends|attending|inpatient|"
+    rf"proton\s+beam|radiotherapy|chemo)(?:\s+[a-z]+){{0,2}}?\s+(?:at|to|from|in|by)\s+)(?:the\s+)?"
+    rf"(?P<v>(?:[A-Z]{{2,5}}\s+)?[{_UP}][{_LOW}][\w'’-]*(?:[\s-][{_UP}][\w'’-]+){{0,2}})")
+
+
+def _care_place_spans(text: str) -> list[Found]:
     found = []
+    for m in _CARE_PLACE.finditer(text):
+        words = [_base(w) for w in re.findall(r"[^\W\d_][\w'’-]*", m.group("v"))]
+        if any(_excluded(w) or w in _GENERIC or w in _LAB for w in words):
+            continue  # "referred to Oncology", "moved to Tagrisso", "seen in Clinic"
+        found.append(Found(*m.span("v"), "hospital"))
+    return found
+
+
+def _hospital_spans(text: str) -> list[Found]:
+    found = _care_place_spans(text)
     for pattern in (_HOSPITAL_TITLE, _HOSPITAL_LOWER, _HOSPITAL_SHORT, *_WARDS):
         for m in pattern.finditer(text):
             s, e = m.span("v")
@@ -353,11 +526,39 @@ def _hospital_spans(text: str) -> list[Found]:
                                                                              "suite")]
             if pattern is _HOSPITAL_LOWER and any(w in _STOP for w in words[:-1]):
                 continue
-            if not specific or any(w in _STOP for w in specific) or any(_DRUGLIKE.search(w) for w in specific):
+            if (not specific and not re.search(r"\d", text[s:e])) or any(w in _STOP for w in specific) or any(
+                    _DRUGLIKE.search(w) for w in specific):
                 continue  # "the Day Unit", "the hospital's policy", "my local hospital"
             while (lead := re.match(r"(?:the|The|a|A|at|At)\s+", text[s:e])):
                 s += lead.end()
             found.append(Found(s, e, "hospital"))
+    return found
+
+
+# ---- web addresses: any host whose ending is a public suffix ("walkforwalter.scot", "linktr.ee/jaz")
+_HOST = re.compile(r"(?<![\w@./-])(?P<v>(?:https?://)?(?P<h>(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+(?P<t>[a-z]{2,24}))"
+                   r"(?::\d{2,5})?(?:/[^\s,;)\]>\"']*[^\s,;.)\]>\"'!?])?)(?![\w@-])")
+_NOT_SUFFIX = frozenset("kg mg ml mm cm gy pt dr st vs am pm".split())  # units and abbreviations that are also suffixes
+
+
+@lru_cache(maxsize=1)
+def _suffixes():
+    """tldextract with the public suffix list it ships (no download: an empty list of URLs to fetch)."""
+    import tldextract
+
+    return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+
+
+def _url_spans(text: str) -> list[Found]:
+    if "." not in text:
+        return []
+    found = []
+    for m in _HOST.finditer(text):
+        if m.group("t") in _NOT_SUFFIX:
+            continue
+        parts = _suffixes()(m.group("h"))
+        if parts.suffix and len(parts.domain) >= 2 and re.search(r"[a-z]", parts.domain, re.I):
+            found.append(Found(*m.span("v"), "url"))
     return found
 
 
@@ -370,4 +571,10 @@ def general_spans(text: str) -> list[Found]:
     """
     if not text:
         return []
-    return _name_spans(text) + _surname_given_spans(text) + _relative_spans(text) + _age_spans(text) + _address_spans(text) + _hospital_spans(text)
+    names = []
+    for f in _name_spans(text) + _surname_given_spans(text) + _more_name_spans(text):
+        if t := _SMALL_TITLE.search(text, max(0, f.start - 6), f.start):  # "mrs eileen fairclough"
+            f = Found(f.start - len(t.group(0)), f.end, f.kind)
+        names.append(f)
+    return (names + _relative_spans(text) + _age_spans(text) + _address_spans(text) + _hospital_spans(text)
+            + _url_spans(text))

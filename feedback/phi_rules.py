@@ -337,9 +337,25 @@ flexner wintersteiner cairo bishop beck stage grade type class score index level
 disease tumour tumor lymphoma sarcoma carcinoma cell cells nodule node line procedure chromosome triad sign formula
 criteria scale protocol regimen trial arm cohort mild moderate severe acute chronic primary secondary metastatic
 oligometastatic advanced early late localised localized recurrent refractory relapsed adjuvant neoadjuvant palliative
-""".split())
+""".split()) | frozenset(
+    # brand names of anticancer and supportive-care drugs (title case in clinical text, so NER takes them for names)
+    """keytruda opdivo yervoy tecentriq imfinzi bavencio libtayo jemperli herceptin perjeta phesgo kadcyla enhertu
+trodelvy padcev tivdak tagrisso tarceva iressa giotrif vizimpro alecensa alunbrig lorbrena xalkori tafinlar mekinist
+braftovi mektovi lumakras krazati retevmo gavreto tepmetko tabrecta rozlytrek vitrakvi lynparza zejula rubraca talzenna
+ibrance kisqali verzenio piqray truqap orserdu xtandi zytiga erleada nubeqa xofigo pluvicto lupron eligard zoladex prostap
+decapeptyl firmagon faslodex arimidex femara aromasin nolvadex avastin erbitux vectibix zaltrap lonsurf stivarga xeloda
+tukysa nerlynx tykerb imbruvica calquence brukinsa jaypirca venclexta venclyxto revlimid pomalyst imnovid thalomid velcade
+kyprolis ninlaro darzalex sarclisa empliciti xpovio tecvayli elrexfio talvey blincyto besponsa mylotarg vidaza dacogen
+onureg xospata rydapt idhifa tibsovo gleevec glivec sprycel tasigna bosulif iclusig scemblix jakafi jakavi inrebic rituxan
+mabthera truxima gazyva adcetris polivy zynlonta columvi epkinly yescarta kymriah tecartus breyanzi abecma carvykti sutent
+nexavar votrient inlyta cabometyx lenvima afinitor fotivda welireg temodal gliadel caelyx doxil abraxane halaven jevtana
+taxotere taxol gemzar alimta navelbine hycamtin onivyde campto eloxatin paraplatin platinol cytoxan adriamycin ellence
+mitomycin zinecard neulasta neupogen zarzio nivestim accofil lonquex aranesp epogen eprex retacrit zometa xgeva prolia
+aredia bonefos emend akynzeo kytril zofran aloxi varubi clexane fragmin innohep xarelto eliquis lixiana pradaxa
+oramorph oxynorm oxycontin zomorph sevredol durogesic abstral instanyl palexia creon movicol fybogel laxido lactulose
+dulcolax senokot buscopan difflin difflam gelclair mucositis fortisip ensure calogen duraphat""".split())
 _DRUGLIKE = re.compile(r"(?i)(?:mab|nib|lib|platin|taxel|rubicin|mycin|stine|parib|ciclib|lisib|zomib|lutamide|relix|"
-                       r"relin|trozole|stane|fene|fen|tecan|trexate|citabine|uracil|mide|sone|solone|micin|vir|cillin|"
+                       r"relin|trozole|stane|fene|fen|tecan|trexate|citabine|uracil|[aeio]mide|sone|solone|micin|vir|cillin|"
                        r"floxacin|azole|setron|pitant|parin|xaban|gatran|dronate|olol|pril|sartan|dipine|itis|oma|"
                        r"emia|aemia|osis|ectomy|otomy|plasty|scopy|gram|graphy)$")
 def _valid_mod11(digits: str) -> bool:
@@ -356,7 +372,7 @@ def _name_words_ok(value: str) -> bool:
 _CUE_WORD = re.compile(rf"^(?:[{_UP}]?[{_LOW}'’]+(?:-[{_UP}]?[{_LOW}'’]+)*|(?:Mc|Mac|O'|O’)[{_UP}][{_LOW}]+)$")
 # words that follow an eponym, not a person: "Sister Mary Joseph nodule", "Lynch syndrome"
 _EPONYM_NEXT = re.compile(r"^\W{0,2}(?:nodule|node|sign|syndrome|disease|lymphoma|sarcoma|tumou?r|cell|cells|carcinoma|"
-                          r"triad|criteria|score|scale|grade|classification|formula|procedure|line|catheter|"
+                          r"triad|criteria|score|scale|grade|classification|formula|procedure|line|catheter|wort|"
                           r"macroglobulin\w*|thickness|level|staging|phenomenon|reaction|manoeuvre|maneuver)\b", _I)
 
 
@@ -445,20 +461,34 @@ def context_spans(text: str) -> list[Found]:
     _add_all(found, text, _HOSPITALS, "hospital")
     _add_all(found, text, _ADDRESSES, "address")
     # long digit runs are identifiers whatever their label: NHS/CHI (mod 11), accounts, insurance numbers
-    for m in re.finditer(r"(?<![\w.,/-])(?P<v>\d{2,}(?:[ -]\d{2,})*)(?![\w/-]|[.,]\d)", text):
+    for m in re.finditer(r"(?<![\w.,/-])(?P<v>\d+(?:[ -]\d{2,})*)(?![\w/-]|[.,]\d)", text):
         digits = re.sub(r"\D", "", m.group("v"))
-        if len(digits) < 7:
-            continue
+        if len(digits) < 7 or (m.group("v")[1:2] in (" ", "-") and len(digits) < 10):
+            continue  # one leading digit only in long numbers: "2 69 05 49 588 157 80" (a French insurance number)
         kind = "nhs_number" if len(digits) == 10 and _valid_mod11(digits) else "id_card"
+        prefix = _ID_PREFIX.search(text, max(0, m.start() - 8), m.start())
+        if prefix and prefix.group(1).upper() not in _LABEL_WORDS:  # "RXR 0091 3344", "HCF 33 918 004"
+            found.append(Found(prefix.start(1), m.end(), kind))
         _add(found, m, kind)
+    # a number of five or more digits after "no." / "number" / "#", whatever the label: "UR no. 449981"
+    for m in _NUMBER_AFTER_NO.finditer(text):
+        if sum(c.isdigit() for c in m.group("v")) >= 5 and not _CLINICAL_ID.match(m.group("v")):
+            _add(found, m, "id_card")
     # tokens mixing letters and at least four digits: "PWR-PT-77120934", "8TQ244P71"
     for m in re.finditer(r"(?<![\w/.-])(?P<v>(?=[\w/-]*[A-Za-z])(?=(?:[\w/-]*\d){4})[A-Za-z0-9][\w/-]{4,}[A-Za-z0-9])"
                          r"(?![\w/-])", text):
-        if not _CLINICAL_ID.match(m.group("v")) and not re.search(r"(?i)\d(?:mg|mcg|ml|kg|mmol|g|l|h|hrs?|d|x)$",
+        if not _CLINICAL_ID.match(m.group("v")) and not re.match(r"(?i)\d[\d.,]*(?:mg|mcg|ml|kg|mmol|g|l|h|hrs?|d|x)$",
                                                                  m.group("v")):
             _add(found, m, "device_id")
     return found
 
+
+# a short capital prefix of an identifier ("RXR 0091 3344") unless it is a label word that stays ("NHS 943 ...")
+_ID_PREFIX = re.compile(r"(?<![\w/-])([A-Z]{2,5})\s$")
+_LABEL_WORDS = frozenset("""NHS CHI SSN MRN DOB ID NO NUM REF TEL MOB PH FAX IBAN BIC PPS PPSN NIN NINO BSN DNI NIE SIN TFN
+EHIC MBI VIN IMEI SN PIN ZIP UK US USA EU AND OR FOR HB PLT WBC WCC ANC CEA PSA AFP LDH CRP ALT AST ALP GGT INR TSH EGFR
+CA BP HR RR SAT GCS NEWS ECOG PS KPS AUC BSA""".split())
+_NUMBER_AFTER_NO = re.compile(r"(?i:\b(?:no|num|nr|number)\b\.?\s*[:#]?\s*|#\s*)(?P<v>[A-Z]{0,4}-?\d[\w/-]*\d)(?![\w/-])")
 
 # capitalised words that open a phrase before a name, not part of it
 _LEADING = frozenset("""patient pt referral re dear hi hello thanks update transfer note notes please query for from
@@ -476,7 +506,8 @@ def merge(found: list[Found]) -> list[Found]:
     for f in sorted(found, key=lambda f: (f.start, -f.end)):
         if out and f.start < out[-1].end:
             last = out[-1]
-            kind = last.kind if last.end - last.start >= f.end - f.start else f.kind
+            longer = (last.end - last.start, last.kind != "name") >= (f.end - f.start, f.kind != "name")
+            kind = last.kind if longer else f.kind
             out[-1] = Found(last.start, max(last.end, f.end), kind)
         else:
             out.append(f)

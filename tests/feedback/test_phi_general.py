@@ -57,3 +57,115 @@ def test_name_lists_are_loaded_and_exclude_common_words():
     assert len(first) > 5000 and len(last) > 5000
     assert {"maureen", "tadeusz", "kwame"} <= first and {"hargreaves", "nguyen"} <= last
     assert not {"will", "grace", "may", "stage", "the"} & (first | last)
+
+
+# ---- third round (issue #15): shapes from phi_dev_extra2.jsonl, each found by one recogniser of phi_general
+
+@pytest.mark.parametrize("text,value", [
+    ("he runs walkforwalter.scot for the family", "walkforwalter.scot"),  # public suffix list (tldextract)
+    ("bio says linktr.ee/jaz_fights_on", "linktr.ee/jaz_fights_on"),
+    ("the page onco-pt.example.app/u/44120 shows it", "onco-pt.example.app/u/44120"),
+])
+def test_finds_web_addresses_by_their_public_suffix(text, value):
+    assert (value, "url") in _found(text)
+
+
+@pytest.mark.parametrize("text,value", [
+    ("Post to P.O. Box 228, Stornoway please", "P.O. Box 228, Stornoway"),
+    ("Mail goes to Rural Route 2, Box 118, Millbrook, AL 36054", "Rural Route 2, Box 118, Millbrook, AL"),
+    ("visit her at Lot 44, Sunnyvale Mobile Home Park, Tulare", "Lot 44, Sunnyvale Mobile Home Park, Tulare"),
+    ("Adresse: Hauptstraße 12, 80331 München", "Hauptstraße 12, 80331 München"),
+    ("back home at 12 rue des Lilas, 75011 Paris after", "12 rue des Lilas, 75011 Paris"),
+    ("Domicilio Calle Mayor 5, 3º izq, 28013 Madrid", "Calle Mayor 5, 3º izq, 28013 Madrid"),
+    ("Earl Tuttle, 1420 County Road 9, Lamesa, TX 79331", "1420 County Road 9, Lamesa, TX"),
+    ("lives at 2/14 Ponsonby Rd, Auckland 1011 now", "2/14 Ponsonby Rd, Auckland"),
+    ("33 Merrion Square, Dublin 2, D02 XY45", "33 Merrion Square, Dublin 2"),
+    ("Address The Bothy, Glenlivet, Ballindalloch AB37 9DB", "The Bothy, Glenlivet, Ballindalloch"),
+])
+def test_finds_addresses_abroad_rural_and_by_post_box(text, value):
+    assert any(value in v and k == "address" for v, k in _found(text)), _found(text)
+
+
+@pytest.mark.parametrize("text,value", [
+    ("write to him at sw1a1aa please", "sw1a1aa"),
+    ("9 Brewery Yard, Stroud Gl5  3AA", "Gl5  3AA"),
+    ("Eircode D04 T6F4; the blue house", "D04 T6F4"),
+    ("Box 1532, Yellowknife, NT X1A 2P3", "X1A 2P3"),
+    ("Unit 5/22 Beach Rd, Bondi NSW 2026 with her", "2026"),
+    ("she lives in the NE1 area", "NE1"),
+])
+def test_finds_postcodes_of_any_spacing_case_and_country(text, value):
+    assert any(value in v and k in ("postcode", "address") for v, k in _found(text)), _found(text)
+
+
+@pytest.mark.parametrize("text,value", [
+    ("Filed at Lakeshore Memorial, ECOG 1.", "Lakeshore Memorial"),
+    ("CRN C-0044817, Royal Devon and Exeter, referred", "Royal Devon and Exeter"),
+    ("the lady in bay 3 on Ash ward, not", "Ash ward"),
+    ("scanned twice on Ward 4 North yesterday", "Ward 4 North"),
+    ("put her on ward 14 near the station", "ward 14"),
+    ("Ysbyty Gwynedd for the day unit", "Ysbyty Gwynedd"),
+    ("surgery at Universitätsklinikum Heidelberg last spring", "Universitätsklinikum Heidelberg"),
+    ("Admitted overnight to Sutter Roseville with a fever", "Sutter Roseville"),
+    ("moved to Marie Curie Hospice, Hampstead on Tuesday", "Marie Curie Hospice, Hampstead"),
+])
+def test_finds_hospitals_of_unusual_shapes(text, value):
+    assert (value, "hospital") in _found(text), _found(text)
+
+
+@pytest.mark.parametrize("text,value", [
+    ("Winnie Caldwell 95/F, on anastrozole", "95"),
+    ("WALLACE, Ida, F, 91, IPI 3", "91"),
+    ("celebrating her 101st birthday on the ward", "101st"),
+    ("she'll be 99 in May", "99"),
+    ("at 97 he still walks the dog", "97"),
+    ("Grandad's nearly 94", "94"),
+    ("its maureen doyle here, 91 next month", "91"),
+    ("Rhys ap Gwilym (02.03.1931) 94, LL55 1AB", "94"),
+    ("frail 91y man with MDS", "91y"),
+])
+def test_finds_more_forms_of_ages_over_89(text, value):
+    assert (value, "age_over_89") in _found(text), _found(text)
+
+
+@pytest.mark.parametrize("text,value,kind", [
+    ("Brendan, her son, will bring the Oramorph", "Brendan", "relative_name"),
+    ("Lily (granddaughter) is the main contact", "Lily", "relative_name"),
+    ("NOK: Gareth Pugh (son) 01632 960544", "Gareth Pugh", "relative_name"),
+    ("ADEYEMI Olusegun clinic moved to Tuesday", "ADEYEMI Olusegun", "name"),
+    ("j. okonkwo-hart called about FOLFIRI", "j. okonkwo-hart", "name"),
+    ("hosp # 98812204 for mrs eileen fairclough, neutrophils 0.4", "mrs eileen fairclough", "name"),
+    ("Joanne at the Macmillan centre gave me a leaflet", "Joanne", "name"),
+    ("pls call MS LUCY ABERNETHY back", "MS LUCY ABERNETHY", "name"),  # a title in capitals stays in the span
+])
+def test_finds_names_and_relatives_in_more_constructions(text, value, kind):
+    assert (value, kind) in _found(text), _found(text)
+
+
+@pytest.mark.parametrize("text", [
+    "CAR T-cell therapy; Vitamin B12 low; L5 S1 disc; T1N0M0; C3D1; 5x; e.g. this; i.e. that; 5 mg.kg",
+    "on the ward 3 days; Hb 95 next week; sats 92 this morning",
+    "switched to Tagrisso; referred to Oncology; seen in Clinic; admitted to ICU",
+    "Transferred to the ward for TACE. St John's wort interacts with irinotecan.",
+])
+def test_new_recognisers_leave_clinical_text_alone(text):
+    assert _found(text) == []
+
+
+@pytest.mark.parametrize("text,value,kind", [
+    ("Her RXR no. is RXR 0091 3344 and", "RXR 0091 3344", "id_card"),  # a capital prefix joins a digit run
+    ("UR no. 449981, Peter Mac", "449981", "id_card"),  # any label ending in "no."
+    ("carte Vitale 2 69 05 49 588 157 80, Madame", "2 69 05 49 588 157 80", "id_card"),
+    ("The sticker says S9934012X under the barcode", "S9934012X", "device_id"),  # not "2X" as a dose
+])
+def test_context_rules_find_numbers_of_more_shapes(text, value, kind):
+    from feedback.phi_rules import context_spans
+
+    assert (value, kind) in [(text[f.start:f.end], f.kind) for f in merge(context_spans(text))]
+
+
+def test_context_rules_keep_labels_and_doses_out():
+    from feedback.phi_rules import context_spans
+
+    text = "NHS 943 476 5919; take 2 10 mg tablets; cycle no. 3; 2400mg over 46 h"
+    assert [text[f.start:f.end] for f in merge(context_spans(text))] == ["943 476 5919"]
