@@ -462,7 +462,8 @@ def _print_eval(path: Path, rules_only: bool) -> None:
     if rules_only:
         detector = UrgentDetector(model=False)  # the keyword rules alone
     r = urgent_eval(read_labelled(path), detector)
-    name = "keyword rules only" if rules_only else "MiniLM + character n-grams, logistic regression, with the rules"
+    name = "keyword rules only" if rules_only else ("MiniLM + character n-grams with alarm values in words, logistic "
+                                                    "regression, with the keyword and value rules")
     print(f"urgent-care detector ({name}) on {path}")
     if not rules_only:
         print(f"  trained on: {', '.join(str(f.relative_to(REPO_ROOT)) for f in detector.files if f.exists())} "

@@ -52,12 +52,13 @@ def test_generalises_to_messages_it_was_not_trained_on(detector, dev_items):
     alarms stay near the targets (the embeddings are computed once)."""
     from sklearn.model_selection import StratifiedKFold
 
-    x = detector._embedder()([i["text"] for i in dev_items])
+    read = detector._model_input([i["text"] for i in dev_items])  # what the models see (alarm values in words)
+    x = detector._embedder()(read)
     y = np.array([i["urgent"] for i in dev_items])
     flagged = np.zeros(len(y), dtype=bool)
     for train, held in StratifiedKFold(5, shuffle=True, random_state=0).split(x, y):
-        fold = UrgentDetector(embed=lambda texts, _x=x, _t=[i["text"] for i in dev_items]:
-                              _x[[_t.index(t) for t in texts]], threshold=detector.threshold)
+        fold = UrgentDetector(embed=lambda texts, _x=x, _t=read: _x[[_t.index(t) for t in texts]],
+                              threshold=detector.threshold)
         fold.fit([dev_items[k] for k in train])
         flagged[held] = [bool(c) for c in fold.detect_many([dev_items[k]["text"] for k in held])]
     assert flagged[y].mean() >= 0.9, "held-out recall"
@@ -138,3 +139,72 @@ def test_eval_says_what_to_do_with_a_malformed_file(tmp_path, capsys):
     assert "is not valid JSON" in capsys.readouterr().err
     with pytest.raises(OncoLoopError, match="cannot read"):
         read_labelled(tmp_path / "missing.jsonl")
+
+
+# ---- third round: alarm values read as numbers, the third training file, the cache key ----------------------
+
+@pytest.mark.parametrize("text,conditions", [
+    ("K 6.9, PO4 2.6, oliguric", ["tumour_lysis"]),
+    ("sodium came back at 113 this morning", ["hyponatraemia"]),
+    ("Corrected calcium 14.2 mg/dL, confused", ["hypercalcaemia"]),  # US units
+    ("home bp 215/125 and the worst headache", ["hypertensive_crisis"]),
+    ("ALT 12x ULN, jaundiced", ["immune_hepatitis"]),
+    ("troponin I 3.2 ng/mL on nivo", ["immune_myocarditis"]),
+    ("Hb 68 from 95, frank haematuria", ["major_bleeding"]),
+    ("creatinine 4.6 mg/dL, was 1.0 last week", ["acute_kidney_injury"]),
+    ("glucose HI on the meter, ketones 5.1", ["immune_endocrine_crisis"]),
+    ("K 4.1, Ca 2.38, Na 138, creat 72, BP 128/80. All ok for C4?", []),  # normal values
+    ("At what potassium level, e.g. K 6.5, do you start rasburicase?", []),  # a question about a threshold
+])
+def test_alarm_values_are_read_as_numbers(text, conditions):
+    from serve.urgent_values import value_conditions
+
+    assert value_conditions(text) == conditions
+
+
+def test_alarm_values_reach_both_models_in_words(detector):
+    assert detector.values and detector.value_rule
+    read = detector._model_input(["K+ 6.8 post first cycle of R-CHOP", "K 4.2 before cycle 2"])
+    assert read[0].endswith("[dangerously high potassium]") and read[1] == "K 4.2 before cycle 2"
+    assert UrgentDetector(values=False)._model_input(["K+ 6.8"]) == ["K+ 6.8"]
+
+
+@pytest.mark.parametrize("text,condition", [
+    # shorthand whose words alone the classifier trained on the same messages misses (checked without the values)
+    ("potassium 7.1 on the gas", "tumour_lysis"),
+    ("K+ 6.8 post first cycle of R-CHOP", "tumour_lysis"),
+    ("BP 238/142 on the pharmacy machine", "hypertensive_crisis"),
+    ("eGFR 12, was 65 in March", "acute_kidney_injury"),
+    ("platelets 4 and gums oozing", "major_bleeding"),
+])
+def test_shorthand_with_alarm_values_is_flagged(detector, text, condition):
+    assert condition in detector.detect(text)
+
+
+@pytest.mark.parametrize("text", [
+    "K 4.2, Na 139, Ca 2.35, creat 80: fine for cycle 2?",
+    "Hb 112 and platelets 240 before cycle 3, all fine?",
+    "What sodium threshold defines severe hyponatraemia, 125?",
+    "ALT 48 on pembro, ULN 40, feeling well",
+])
+def test_normal_values_and_threshold_questions_do_not_fire(detector, text):
+    assert detector.detect(text) == []
+
+
+def test_trained_on_the_third_round_messages(detector):
+    names = [f.name for f in detector.files]
+    assert "urgent_dev_extra3.jsonl" in names
+    extra3 = read_labelled(REPO / "data/eval/detectors/urgent_dev_extra3.jsonl")
+    assert sum(i["urgent"] for i in extra3) >= 80 and sum(not i["urgent"] for i in extra3) >= 50
+    assert len({i["condition"] for i in extra3 if i["urgent"]}) == len(CONDITIONS)
+    assert len(detector.training_items()) == 380 + len(extra3)
+
+
+def test_cache_key_changes_with_the_data_and_the_features(dev_items):
+    from serve.urgent import MODEL_VERSION
+
+    key = UrgentDetector().cache_key(dev_items)
+    assert f"v{MODEL_VERSION}-" in key
+    assert UrgentDetector(values=False).cache_key(dev_items) != key
+    assert UrgentDetector(combine="max").cache_key(dev_items) != key
+    assert UrgentDetector().cache_key(dev_items[:-1]) != key
