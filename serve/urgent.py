@@ -19,9 +19,10 @@ not. Keywords cannot tell these apart in words they were not written for, so the
    liver enzymes, creatinine, haemoglobin, platelets, glucose ...), unless the message asks about a threshold.
 
 Training is deterministic (lbfgs, fixed data order) and takes a few seconds at first use: the labelled
-development split ``data/eval/detectors/urgent_dev.jsonl`` (plus ``urgent_dev_extra.jsonl`` and
-``urgent_dev_extra2.jsonl`` and ``urgent_dev_extra3.jsonl``, messages the team wrote for training) is read, hashed (:attr:`UrgentDetector.data_hash`) and fitted. The test split is
-never read here; ``python -m serve.guard --eval data/eval/detectors/urgent_test.jsonl`` measures it, and
+development split ``data/eval/detectors/urgent_dev.jsonl`` (plus ``urgent_dev_extra.jsonl``,
+``urgent_dev_extra2.jsonl`` and ``urgent_dev_extra3.jsonl``, messages the team wrote for training) is read,
+hashed (:attr:`UrgentDetector.data_hash`) and fitted. The test split is never read here;
+``python -m serve.guard --eval data/eval/detectors/urgent_test.jsonl`` measures it, and
 ``python -m serve.guard --cv 10`` (or ``--cv speaker``) estimates held-out figures on the training messages.
 """
 
@@ -42,8 +43,8 @@ from core.errors import OncoLoopError
 from serve.urgent_values import annotate, value_conditions
 
 REPO = Path(__file__).resolve().parents[1]
-TRAINING_FILES = (REPO / "data/eval/detectors/urgent_dev.jsonl", REPO / "data/eval/detectors/urgent_dev_extra.jsonl",
-                  REPO / "data/eval/detectors/urgent_dev_extra2.jsonl", REPO / "data/eval/detectors/urgent_dev_extra3.jsonl")
+TRAINING_FILES = tuple(REPO / "data/eval/detectors" / name for name in (
+    "urgent_dev.jsonl", "urgent_dev_extra.jsonl", "urgent_dev_extra2.jsonl", "urgent_dev_extra3.jsonl"))
 
 # label -> the words the notice uses for it
 CONDITIONS: dict[str, str] = {
