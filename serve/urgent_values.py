@@ -40,6 +40,7 @@ def _lab(names: str) -> re.Pattern:
 # (analyte, pattern whose group 1 is the value, test(value, match) -> phrase or None, condition)
 _POTASSIUM = _lab(r"K|potassium|pot")
 _SODIUM = _lab(r"Na|sodium")
+_MG = _rx(r"\s*mg")
 _CALCIUM = _lab(r"(?:adj(?:usted)?\.?\s*|corr(?:ected)?\.?\s*)?(?:Ca|calcium)")
 _TEMP = _rx(r"(?<![\w/])(?:T|temp(?:erature)?|pyrexi\w*|febrile|fever(?:\s+of)?|running|thermometer\s+says)"
             r"\s*(?:is|was|of|=|:|at|reading|now|up\s+to)?\s*(\d{2,3}(?:\.\d)?)\s*(°?\s*[CF]\b)?")
@@ -95,6 +96,8 @@ def value_findings(text: str) -> list[Finding]:
     ['dangerously high potassium', 'rapidly rising creatinine, kidney injury', 'very low urine output', 'high phosphate']
     >>> value_findings("K 4.1, Ca 2.38, Na 138, creat 72, BP 128/80. All ok for C4?")
     []
+    >>> value_findings("Breast ca 5 years ago, lung ca 12 months on ADT")
+    []
     """
     found: list[Finding] = []
 
@@ -104,7 +107,9 @@ def value_findings(text: str) -> list[Finding]:
 
     add("potassium", _first(_POTASSIUM, text, lambda v, m: 6.0 <= v < 10), "dangerously high potassium", "tumour_lysis")
     add("sodium", _first(_SODIUM, text, lambda v, m: 90 <= v <= 125), "dangerously low sodium", "hyponatraemia")
-    add("calcium", _first(_CALCIUM, text, lambda v, m: 3.0 <= v < 6 or 12 <= v < 25), "dangerously high calcium",
+    # "ca" is also cancer ("breast ca 5 years ago"): a whole number counts only after "calcium" or before mg/dL
+    add("calcium", _first(_CALCIUM, text, lambda v, m: "." in m.group(1) and (3.0 <= v < 6 or 12 <= v < 25) or (
+        12 <= v < 25 and ("calcium" in m.group(0).lower() or _MG.match(text, m.end())))), "dangerously high calcium",
         "hypercalcaemia")
     fever = _first(_TEMP, text, lambda v, m: 38.0 <= v < 43 or (100.4 <= v < 108 and "C" not in (m.group(2) or "")))
     fever += _first(_BARE_TEMP, text, lambda v, m: v < 43 or "C" not in (m.group(2) or "").upper())

@@ -155,6 +155,7 @@ def test_eval_says_what_to_do_with_a_malformed_file(tmp_path, capsys):
     ("glucose HI on the meter, ketones 5.1", ["immune_endocrine_crisis"]),
     ("K 4.1, Ca 2.38, Na 138, creat 72, BP 128/80. All ok for C4?", []),  # normal values
     ("At what potassium level, e.g. K 6.5, do you start rasburicase?", []),  # a question about a threshold
+    ("Breast ca 5 years ago, now on letrozole; lung ca 12 months on", []),  # "ca" as cancer, not calcium
 ])
 def test_alarm_values_are_read_as_numbers(text, conditions):
     from serve.urgent_values import value_conditions
