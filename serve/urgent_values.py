@@ -34,7 +34,8 @@ _GLUE = r"\s*(?:\+|2\+)?\s*(?:level|count|reading)?\s*(?:is|was|were|of|=|:|now|
 
 
 def _lab(names: str) -> re.Pattern:
-    return _rx(rf"(?<![\w/])(?:{names})\b{_GLUE}{_NUM}")
+    # the whole number, and not a percentage ("BM 30% blasts" is a bone marrow, not a glucose)
+    return _rx(rf"(?<![\w/])(?:{names})\b{_GLUE}{_NUM}(?!\d|\.\d|\s*%)")
 
 
 # (analyte, pattern whose group 1 is the value, test(value, match) -> phrase or None, condition)
@@ -96,7 +97,7 @@ def value_findings(text: str) -> list[Finding]:
     ['dangerously high potassium', 'rapidly rising creatinine, kidney injury', 'very low urine output', 'high phosphate']
     >>> value_findings("K 4.1, Ca 2.38, Na 138, creat 72, BP 128/80. All ok for C4?")
     []
-    >>> value_findings("Breast ca 5 years ago, lung ca 12 months on ADT")
+    >>> value_findings("Breast ca 5 years ago, lung ca 12 months on ADT; BM 30% blasts")
     []
     """
     found: list[Finding] = []
@@ -171,10 +172,10 @@ def annotate(text: str) -> str:
 
 
 # Values that alone make a message urgent: a described patient with one of these needs assessment now, whatever
-# the words around it. Fever, heart rate and phosphate/urate are left to the models (they need context: chemo, a
-# second sign).
+# the words around it. Fever, heart rate, phosphate/urate and a low eGFR (often chronic) are left to the models
+# (they need context: chemo, a second sign, a baseline).
 DECISIVE = frozenset({"potassium", "sodium", "calcium", "blood pressure", "low blood pressure", "oxygen", "troponin",
-                      "liver enzymes", "creatinine", "egfr", "haemoglobin", "platelets", "glucose", "ketones", "ph",
+                      "liver enzymes", "creatinine", "haemoglobin", "platelets", "glucose", "ketones", "ph",
                       "gcs", "stools", "seizure"})
 # signs of shock, hypoxia or a low conscious level belong to many emergencies: they flag a message, but name their
 # condition only when nothing more specific (a keyword rule, the classifier) names one
