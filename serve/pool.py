@@ -37,6 +37,7 @@ class EnginePool:
         self.wanted: dict[str, str] = {}  # alias -> version, as last read from the registry
         self.failed: dict[str, float] = {}  # version -> when its engine last failed to start
         self.started = False
+        self.synced_at: float | None = None  # when the registry was last read (/ready shows how long ago)
         self._tokenizers: dict[str, object] = {}
         self._tasks: set[asyncio.Task] = set()
 
@@ -48,12 +49,18 @@ class EnginePool:
         self._spawn(self._watch())
         while True:
             await asyncio.sleep(self.cfg.poll_interval_s)
-            await self.sync()
+            try:
+                await self.sync()
+            except Exception:  # a bug in one round must not end hot-swapping for the life of the gateway
+                log.exception("following the registry failed; trying again in %ss", self.cfg.poll_interval_s)
 
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(min(1.0, self.cfg.poll_interval_s))
-            await self.supervise()
+            try:
+                await self.supervise()
+            except Exception:
+                log.exception("watching the engines failed; trying again")
 
     async def sync(self) -> None:
         """Make the routes match the registry's aliases (hot-swap)."""
@@ -67,6 +74,7 @@ class EnginePool:
         if share is not None and share != self.cfg.challenger_share:
             log.info("challenger share: %s -> %s (set in the store)", self.cfg.challenger_share, share)
             self.cfg.challenger_share = share
+        self.synced_at = time.monotonic()
         self.wanted = {alias: aliases[alias] for alias in ALIASES if alias in aliases}
         now = time.monotonic()
         to_start = sorted({v for v in [*self.wanted.values(), *self.cfg.versions] if v not in self.engines
@@ -221,7 +229,8 @@ class EnginePool:
         ok = champion is not None and state.get(champion, {}).get("state") == "ready"
         return ok, {"ready": ok, "routes": dict(self.routes), "engines": state, "engine": self.kind,
                     "pinned": list(self.cfg.versions), "failed": sorted(self.failed),
-                    "challenger_share": self.cfg.challenger_share}
+                    "challenger_share": self.cfg.challenger_share,
+                    "registry_read_s_ago": None if self.synced_at is None else round(time.monotonic() - self.synced_at, 1)}
 
     def prompt_tokens(self, engine: Engine, messages: list[dict]) -> int | None:
         """Tokens of the rendered prompt, by the version's own tokenizer (None if it has no tokenizer.json)."""
