@@ -104,9 +104,8 @@ def test_training_is_deterministic(detector, dev_items):
 def test_eval_reports_recall_false_alarms_and_latency(detector, dev_items, tmp_path, capsys):
     r = urgent_eval(_sample(dev_items, 4), detector)
     assert r["recall"] >= 0.95 and r["false_alarm_rate"] <= 0.05
-    # the 20 ms target is measured by the CLI on a quiet machine (benchmarks/README.md); here the suite's other
-    # worker shares the two cores, so only a detector gone pathological (a fit or an embedder load per message:
-    # seconds) fails this
+    # the 20 ms target is measured by the CLI on a quiet machine (benchmarks/README.md); on a busy CI machine
+    # this only catches a detector gone pathological (a fit or an embedder load per message: seconds)
     assert 0 < r["ms_per_message"] < 1000
     subset = tmp_path / "urgent.jsonl"
     subset.write_text("".join(json.dumps(i) + "\n" for i in dev_items[:12]))
