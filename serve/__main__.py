@@ -7,12 +7,17 @@ Usage::
     python -m serve --config configs/serve/cpu.yaml --guard configs/guard/default.yaml
 
 Then talk to it with any OpenAI client (``base_url="http://127.0.0.1:8000/v1"``, ``model="champion"``).
+
+A gateway that seems stuck: ``kill -USR1 <pid>`` writes every thread's stack to its log, ``kill -USR2 <pid>``
+every asyncio task's (what hot-swaps, restarts and requests are waiting on).
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -32,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="key=value ServeConfig overrides, e.g. challenger_share=0.2")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # works even when the event loop is blocked
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     from feedback.scrub import scrub_logs

@@ -20,8 +20,11 @@ parsed chunk by chunk and redacted with a hold-back buffer. Requests to the engi
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
+import signal
+import threading
 import time
 from contextlib import asynccontextmanager
 
@@ -151,6 +154,14 @@ class Preparer:
             self._processes.shutdown(wait=False, cancel_futures=True)
 
 
+def log_tasks() -> None:
+    """Log where every asyncio task of the gateway waits (``kill -USR2 <gateway pid>``)."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        task.print_stack(limit=8, file=out)
+    log.info("asyncio tasks (SIGUSR2):\n%s", out.getvalue())
+
+
 def ready_summary(state: dict) -> dict:
     """``/ready`` for any key: routes and each engine's state, without URLs, process ids or log paths."""
     engines = {v: {"state": e["state"], "engine": e["engine"]} for v, e in state.get("engines", {}).items()}
@@ -170,12 +181,17 @@ class _Gateway:
     @asynccontextmanager
     async def lifespan(self, _app: FastAPI):
         runner = asyncio.create_task(self.pool.run())
+        main_thread = threading.current_thread() is threading.main_thread()  # not so in a test's in-process app
+        if main_thread:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, log_tasks)  # see `python -m serve`'s help
         # the urgent detector and the scrubber load in a worker thread (seconds): /health answers meanwhile, and
         # a chat that arrives first waits for them there, never on the event loop
         warming = asyncio.create_task(asyncio.to_thread(self.guard.warm))
         try:
             yield
         finally:
+            if main_thread:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR2)
             runner.cancel()
             warming.cancel()
             await self.pool.close()

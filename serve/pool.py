@@ -36,6 +36,7 @@ class EnginePool:
         self.retiring: set[str] = set()
         self.wanted: dict[str, str] = {}  # alias -> version, as last read from the registry
         self.failed: dict[str, float] = {}  # version -> when its engine last failed to start
+        self.launching: dict[str, float] = {}  # version -> when its engine started starting
         self.started = False
         self.synced_at: float | None = None  # when the registry was last read (/ready shows how long ago)
         self._tokenizers: dict[str, object] = {}
@@ -75,7 +76,11 @@ class EnginePool:
             log.info("challenger share: %s -> %s (set in the store)", self.cfg.challenger_share, share)
             self.cfg.challenger_share = share
         self.synced_at = time.monotonic()
-        self.wanted = {alias: aliases[alias] for alias in ALIASES if alias in aliases}
+        wanted = {alias: aliases[alias] for alias in ALIASES if alias in aliases}
+        for alias in sorted(set(wanted) | set(self.wanted)):
+            if wanted.get(alias) != self.wanted.get(alias):
+                log.info("registry: %s now names %s (was %s)", alias, wanted.get(alias), self.wanted.get(alias))
+        self.wanted = wanted
         now = time.monotonic()
         to_start = sorted({v for v in [*self.wanted.values(), *self.cfg.versions] if v not in self.engines
                            and now - self.failed.get(v, -1e9) >= RETRY_FAILED_AFTER_S})
@@ -111,12 +116,15 @@ class EnginePool:
             base_dir = await asyncio.to_thread(base_directory, self.registry, version)
         engine = Engine(engine_spec(self.kind, version, self.cfg, base_dir), self.log_dir)
         log.info("starting the %s engine for %s on port %d", engine.spec.kind, version_id, engine.spec.port)
-        engine.start()
+        self.launching[version_id] = time.monotonic()
         try:
+            engine.start()
             await engine.wait_ready(self.cfg.engine_start_timeout_s)
         except BaseException:
             engine.stop()
             raise
+        finally:
+            self.launching.pop(version_id, None)
         self.engines[version_id] = engine
         return engine
 
@@ -227,8 +235,10 @@ class EnginePool:
                  for v, e in self.engines.items()}
         champion = self.routes.get("champion")
         ok = champion is not None and state.get(champion, {}).get("state") == "ready"
-        return ok, {"ready": ok, "routes": dict(self.routes), "engines": state, "engine": self.kind,
+        return ok, {"ready": ok, "routes": dict(self.routes), "wanted": dict(self.wanted), "engines": state,
+                    "engine": self.kind,
                     "pinned": list(self.cfg.versions), "failed": sorted(self.failed),
+                    "starting_s": {v: round(time.monotonic() - t, 1) for v, t in self.launching.items()},
                     "challenger_share": self.cfg.challenger_share,
                     "registry_read_s_ago": None if self.synced_at is None else round(time.monotonic() - self.synced_at, 1)}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -51,7 +52,25 @@ class Gateway:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}; last state {state}\n{self.log.read_text()[-3000:]}")
+        raise AssertionError(f"timed out waiting for {what}; last state {state}\n{self.diagnosis()}")
+
+    def diagnosis(self) -> str:
+        """What a stuck gateway is doing: the registry as this process reads it, the store files the gateway
+        holds open, and its log after it was asked for every thread's and task's stack (SIGUSR1, SIGUSR2)."""
+        lines = []
+        try:
+            lines.append(f"registry read by the test: {registry_at(self.home).aliases()}")
+        except Exception as e:  # a diagnosis must not hide the failure it explains
+            lines.append(f"registry read by the test failed: {e!r}")
+        try:
+            held = [os.readlink(f) for f in Path(f"/proc/{self.proc.pid}/fd").iterdir()]
+            lines.append(f"store files open in the gateway: {sorted(f for f in held if 'oncoloop.db' in f)}")
+            for sig in (signal.SIGUSR1, signal.SIGUSR2):
+                os.kill(self.proc.pid, sig)
+            time.sleep(2)
+        except OSError as e:
+            lines.append(f"cannot inspect the gateway: {e!r}")
+        return "\n".join(lines) + "\n" + self.log.read_text()[-12000:]
 
     def ready(self) -> dict:
         """``/ready`` with the details (engine URLs, process ids)."""

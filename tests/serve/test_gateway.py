@@ -154,6 +154,20 @@ def test_dead_engine_answers_503_then_is_restarted(gateway):
     assert client(gateway).chat.completions.create(model="challenger", messages=ASK, max_tokens=1).model == "v2"
 
 
+def test_signals_write_every_thread_and_task_to_the_log_and_serving_goes_on(gateway):
+    start = len(gateway.log.read_text())
+    os.kill(gateway.proc.pid, signal.SIGUSR1)
+    os.kill(gateway.proc.pid, signal.SIGUSR2)
+    deadline = time.monotonic() + 30
+    while "asyncio tasks (SIGUSR2)" not in (new := gateway.log.read_text()[start:]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "Thread 0x" in new and "(most recent call first)" in new  # faulthandler: every thread's stack
+    assert "asyncio tasks (SIGUSR2)" in new and "in run" in new  # the pool's loop that follows the registry
+    assert gateway.proc.poll() is None
+    assert client(gateway).chat.completions.create(model="champion", messages=ASK, max_tokens=1,
+                                                   extra_body={"ab": False}).model == "v1"
+
+
 def test_promotion_hot_swaps_without_a_failed_request(gateway, served_home):
     results: list[tuple[str, str]] = []  # (version or "FAILED: ...", kind)
     stop = threading.Event()
