@@ -96,8 +96,16 @@ def private_dir(path: Path) -> Path:
 
 
 def private_file(path: Path) -> Path:
-    """``path`` as an owner-only file (0600), created empty if missing (before anything writes into it)."""
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE))
+    """``path`` as an owner-only file (0600), created empty if missing (before anything writes into it).
+
+    An existing file is never opened: closing any descriptor of a file drops every POSIX lock the process
+    holds on it, SQLite's included, and another process could then checkpoint and delete the WAL under this
+    one's open connections (which from then on read and write a deleted file).
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE))
+    except FileExistsError:
+        pass
     _narrow(path, PRIVATE_FILE)
     return path
 

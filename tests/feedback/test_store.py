@@ -192,3 +192,37 @@ def test_feedback_facts_cover_ratings_and_latest_reviews(store, people, answered
     assert store.feedback_facts(since=future) == []
     assert store.clinician_hash(people["clinician"].id) != store.clinician_hash(people["reviewer"].id)
     assert "carla" not in store.clinician_hash(people["clinician"].id)
+
+
+def test_opening_the_store_again_keeps_this_process_seeing_other_writers(tmp_path):
+    """A process that opens the store twice (the gateway: registry, then retrieval) must keep its SQLite locks.
+
+    Re-creating an existing database file with a plain open()/close() drops every POSIX lock the process holds
+    on it, SQLite's too; the next process to close its last connection then finds itself alone, checkpoints and
+    deletes the WAL under the first one's connections, which from then on read a deleted file: the gateway
+    never saw an alias move (a hot-swap that never came), and its writes would have gone nowhere."""
+    import subprocess
+    import sys
+
+    from core.settings import get_settings
+    from feedback.db import open_store
+    from serve.registry import Registry
+    from tests.helpers.gateway import REPO, add_version
+
+    home = tmp_path / "home"
+    for version in ("v1", "v2"):
+        add_version(home, REPO / "assets" / "tiny-oncology-llama", version)
+    settings = get_settings({"ONCOLOOP_HOME": str(home)})
+    first = Registry(open_store(settings))
+    first.set_alias("champion", "v1", "test", "first")
+    assert first.aliases() == {"champion": "v1"}  # its connection stays open in the pool, as the gateway's does
+    open_store(settings)  # the same process opens the store again
+    # another process opens and closes the store (the last connection, if it can lock the file alone, deletes
+    # the WAL), then opens it again and moves the alias
+    other = ("from core.settings import get_settings; from feedback.db import open_store; "
+             "from serve.registry import Registry; "
+             f"s = get_settings({{'ONCOLOOP_HOME': {str(home)!r}}}); open_store(s).engine.dispose(); "
+             "r = Registry(open_store(s)); r.set_alias('champion', 'v2', 'other', 'moved'); r.store.engine.dispose()")
+    subprocess.run([sys.executable, "-c", other], cwd=REPO, check=True, timeout=120)
+    assert first.aliases() == {"champion": "v2"}
+    assert (home / "oncoloop.db-wal").exists()  # the WAL this process reads is the one on disk
