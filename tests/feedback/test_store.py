@@ -226,3 +226,9 @@ def test_opening_the_store_again_keeps_this_process_seeing_other_writers(tmp_pat
     subprocess.run([sys.executable, "-c", other], cwd=REPO, check=True, timeout=120)
     assert first.aliases() == {"champion": "v2"}
     assert (home / "oncoloop.db-wal").exists()  # the WAL this process reads is the one on disk
+    first.set_alias("champion", "v1", "test", "back")  # and what it writes reaches the others
+    read = ("from core.settings import get_settings; from feedback.db import open_store; "
+            "from serve.registry import Registry; "
+            f"print(Registry(open_store(get_settings({{'ONCOLOOP_HOME': {str(home)!r}}}))).aliases()['champion'])")
+    assert subprocess.run([sys.executable, "-c", read], cwd=REPO, check=True, timeout=120, capture_output=True,
+                          text=True).stdout.strip() == "v1"
