@@ -217,18 +217,18 @@ def test_opening_the_store_again_keeps_this_process_seeing_other_writers(tmp_pat
     first.set_alias("champion", "v1", "test", "first")
     assert first.aliases() == {"champion": "v1"}  # its connection stays open in the pool, as the gateway's does
     open_store(settings)  # the same process opens the store again
+    def in_another_process(code: str) -> str:
+        """Run ``code`` with ``s`` (the settings) and ``Registry`` defined; its stdout."""
+        prelude = ("from core.settings import get_settings; from feedback.db import open_store; "
+                   f"from serve.registry import Registry; s = get_settings({{'ONCOLOOP_HOME': {str(home)!r}}}); ")
+        return subprocess.run([sys.executable, "-c", prelude + code], cwd=REPO, check=True, timeout=120,
+                              capture_output=True, text=True).stdout.strip()
+
     # another process opens and closes the store (the last connection, if it can lock the file alone, deletes
     # the WAL), then opens it again and moves the alias
-    other = ("from core.settings import get_settings; from feedback.db import open_store; "
-             "from serve.registry import Registry; "
-             f"s = get_settings({{'ONCOLOOP_HOME': {str(home)!r}}}); open_store(s).engine.dispose(); "
-             "r = Registry(open_store(s)); r.set_alias('champion', 'v2', 'other', 'moved'); r.store.engine.dispose()")
-    subprocess.run([sys.executable, "-c", other], cwd=REPO, check=True, timeout=120)
+    in_another_process("open_store(s).engine.dispose(); r = Registry(open_store(s)); "
+                       "r.set_alias('champion', 'v2', 'other', 'moved'); r.store.engine.dispose()")
     assert first.aliases() == {"champion": "v2"}
     assert (home / "oncoloop.db-wal").exists()  # the WAL this process reads is the one on disk
     first.set_alias("champion", "v1", "test", "back")  # and what it writes reaches the others
-    read = ("from core.settings import get_settings; from feedback.db import open_store; "
-            "from serve.registry import Registry; "
-            f"print(Registry(open_store(get_settings({{'ONCOLOOP_HOME': {str(home)!r}}}))).aliases()['champion'])")
-    assert subprocess.run([sys.executable, "-c", read], cwd=REPO, check=True, timeout=120, capture_output=True,
-                          text=True).stdout.strip() == "v1"
+    assert in_another_process("print(Registry(open_store(s)).aliases()['champion'])") == "v1"
