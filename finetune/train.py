@@ -37,8 +37,6 @@ def train(cfg: TrainConfig) -> Path:
         OncoLoopError: anything wrong with the config, data, base model or hardware,
             found before training starts.
     """
-    from transformers import set_seed
-
     from finetune import batching, distributed
     from finetune.trainer import last_checkpoint, remove_incomplete_checkpoints, run_directory, save_final
 
@@ -96,9 +94,12 @@ class _Run:
 def _build_run(cfg: TrainConfig, records: list, hw, ds, run_dir: Path, run_name: str, data_sha: str,
                main_process: bool) -> _Run:
     """Model, tokenizer and method; examples tokenised with the response-only loss; tracking; the Trainer."""
+    from transformers import set_seed
+
     from finetune import batching, distributed, methods, tracking
     from finetune.trainer import OncoTrainer, training_arguments
 
+    set_seed(cfg.seed)  # before the method's weights are initialised (LoRA's A, the prompt encoder)
     model, tokenizer, source = methods.load_base(cfg)
     records = add_context(records, cfg.context_share, cfg.seed)
     examples = batching.encode_records(records, tokenizer, cfg.max_seq_len, methods.training_preamble(cfg))

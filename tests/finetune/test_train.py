@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from core.prompt import CHAT_TEMPLATE
 
@@ -62,6 +63,23 @@ def test_rerun_of_a_finished_run_does_not_train_again(tmp_path, tiny_base, capsy
     assert main(args) == 0
     assert "already complete" in capsys.readouterr().out
     assert (tmp_path / "run" / "final" / "train_meta.json").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_the_seed_reproduces_a_run_and_another_seed_does_not(tmp_path, tiny_base):
+    """The config's seed fixes everything random in a run, the method's initial weights included (LoRA's A is
+    random): two runs with one seed give the same adapter, bit for bit; another seed gives another."""
+    from safetensors.torch import load_file
+
+    def adapter(name, seed):
+        (tmp_path / name).mkdir()
+        final, _ = _train(tmp_path / name, tiny_base, "lora", seed=seed, max_steps=2)
+        return load_file(final / "adapter_model.safetensors")
+
+    first, again, other = adapter("a", 0), adapter("b", 0), adapter("c", 1)
+    assert first.keys() == again.keys() == other.keys() and first
+    assert all(torch.equal(first[k], again[k]) for k in first), "one seed, two different adapters"
+    assert not all(torch.equal(first[k], other[k]) for k in first)
 
 
 def test_default_run_dir_is_named_by_config_and_data(tmp_path, oncoloop_home):
