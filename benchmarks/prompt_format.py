@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     from core.prompt import to_messages
     from eval.metrics import corpus_scores, sufficient_stats, score_from_stats
     from eval.stats import corpus_paired_bootstrap
-    from serve.ask import generate_texts, load
+    from serve.ask import load
+    from serve.generation import generate_texts
     from serve.guard import DEFAULT_PREAMBLE
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from core.config import load_config, read_yaml
 from core.errors import OncoLoopError
+from serve.generation import BATCH_SIZE
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_POLICY = REPO / "configs" / "gate" / "default.yaml"
@@ -36,7 +37,7 @@ class CompareConfig:
     # local: both versions loaded here, static batches (CPU); gateway: a private `python -m serve` whose engine
     # batches concurrent requests (vLLM); auto: gateway when gateway_url is set or the engine is vLLM, else local
     backend: str = "auto"
-    batch_size: int = 16  # local backend: answers generated together
+    batch_size: int = BATCH_SIZE  # local backend: answers generated together
     cache_answers: bool = True  # local backend: reuse a version's answers to the same prompts
     retrieval: bool = True  # give the models approved answers as context, as the gateway does by default
     # sets answered without retrieval even so: on the feedback set both versions would be given the very

@@ -36,7 +36,7 @@ from core.errors import OncoLoopError, cli_command
 from core.prompt import CHAT_TEMPLATE, format_prompt, to_messages
 from core.settings import get_settings
 from finetune.batching import length_grouped_batches, make_collator
-from serve.ask import greedy_answers
+from serve.generation import greedy_answers
 
 REPO = Path(__file__).resolve().parent.parent
 BUNDLED = REPO / "assets" / "tiny-oncology-llama"

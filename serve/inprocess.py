@@ -1,7 +1,7 @@
 """A version answering in this process, many chats at once, behind the same guard and retrieval as the gateway.
 
 The gateway answers one request per engine call; evaluation and ``serve.ask`` answer many known questions
-at once, which on a CPU is several times faster batched (``serve.ask.generate_texts``: continuous
+at once, which on a CPU is several times faster batched (``serve.generation``: continuous
 batching). This module applies the gateway's request side (guard, retrieval), renders each chat with the
 version's chat template, generates greedily, many at a time, and applies the guard's answer side (notices, redaction), so an
 answer here is the answer the gateway would give with the same settings.
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from serve.ask import generate_texts, load_version
+from serve.ask import load_version
+from serve.generation import BATCH_SIZE, generate_texts
 from serve.guard import Guard, GuardedChat
 from serve.retrieval import Retriever
 
@@ -53,7 +54,7 @@ class InProcessEngine:
                                                     add_generation_prompt=True)
         return Prepared(prompt, guarded)
 
-    def generate(self, prompts: list[str], max_tokens: int, batch_size: int = 16) -> tuple[list[str], list[bool], int]:
+    def generate(self, prompts: list[str], max_tokens: int, batch_size: int = BATCH_SIZE) -> tuple[list[str], list[bool], int]:
         """Raw greedy continuations (answers, stopped-at-EOS flags, tokens generated)."""
         return generate_texts(self.model, self.tokenizer, prompts, max_tokens, batch_size)
 
@@ -65,7 +66,7 @@ class InProcessEngine:
         return LocalAnswer(text, self.version.id, g.all_actions(), g.context, finished)
 
     def answer(self, chats: list[list[dict]], max_tokens: int, headers: dict[str, str] | None = None,
-               batch_size: int = 16) -> list[LocalAnswer]:
+               batch_size: int = BATCH_SIZE) -> list[LocalAnswer]:
         """Guarded answers to ``chats``, in order."""
         prepared = [self.prepare(c, headers) for c in chats]
         raw, finished, _ = self.generate([p.prompt for p in prepared], max_tokens, batch_size)
