@@ -176,12 +176,12 @@ def _prefill(model, ids: list[list[int]], rows: list[int], pad: int, outputs: li
         input_ids, mask = _left_padded(ids, rows, pad)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
     else:
-        done = shared[0][0].shape[2]
-        input_ids, rest = _left_padded([ids[r][done:] for r in rows], list(range(len(rows))), pad)
+        prefix = shared[0][0].shape[2]
+        input_ids, rest = _left_padded([ids[r][prefix:] for r in rows], list(range(len(rows))), pad)
         for layer, (keys, values) in enumerate(shared):
             cache.update(keys.expand(len(rows), -1, -1, -1), values.expand(len(rows), -1, -1, -1), layer)
-        mask = torch.cat([rest.new_ones(len(rows), done), rest], dim=1)
-        positions = (done + rest.cumsum(-1) - 1).clamp(min=done)
+        mask = torch.cat([rest.new_ones(len(rows), prefix), rest], dim=1)
+        positions = (prefix + rest.cumsum(-1) - 1).clamp(min=prefix)
     logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
                    use_cache=True, logits_to_keep=1).logits
     last = logits[:, -1].argmax(-1)
