@@ -9,8 +9,10 @@ one value never lives in two places.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +21,11 @@ from core.process import free_port
 from finetune.train_config import METHODS, OPTIMIZERS, PRECISIONS, GROUPINGS, TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
-EXTENSIONS_DIR = Path("~/.cache/oncoloop/torch_extensions").expanduser()
+# DeepSpeed's CPU ops are built against one Python environment's torch and DeepSpeed (ninja's build commands
+# hold their absolute paths), so each environment gets its own folder: two checkouts sharing one would rebuild
+# each other's ops at every switch (about a minute of gcc for Lion and the shared-memory comm op).
+EXTENSIONS_DIR = (Path("~/.cache/oncoloop/torch_extensions").expanduser()
+                  / hashlib.sha256(sys.prefix.encode()).hexdigest()[:12])
 # DeepSpeed optimizer type names (its "optimizer.type" field).
 _DS_NAMES = {"adam": "Adam", "adamw": "AdamW", "lamb": "Lamb", "lion": "Lion"}
 
@@ -188,7 +194,7 @@ def prepare_environment(use_deepspeed: bool) -> None:
     """Process-group variables for a single process (launchers set their own) and the extension cache.
 
     DeepSpeed compiles its CPU ops (Adam, Lion, shared-memory comm) once with gcc; keeping them
-    in ``~/.cache/oncoloop/torch_extensions`` lets every later run and CI job reuse them.
+    in ``~/.cache/oncoloop/torch_extensions/<environment>`` lets every later run of this environment reuse them.
     """
     os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(EXTENSIONS_DIR))
     if use_deepspeed and "RANK" not in os.environ:

@@ -2,7 +2,7 @@
 
 Each run is a subprocess (as users launch it), so DeepSpeed's process group and ZeRO-3's
 global state never leak between tests. DeepSpeed's CPU ops compile once into
-~/.cache/oncoloop/torch_extensions.
+~/.cache/oncoloop/torch_extensions/<environment>.
 """
 
 from __future__ import annotations
