@@ -30,7 +30,7 @@ from pathlib import Path
 from core.data import load_jsonl, write_jsonl
 from core.errors import OncoLoopError, cli_command
 from core.text import normalise
-from feedback.dedup import THRESHOLDS, Embedder, choose_embedder, contaminated, keep_unique, lexical_embed
+from feedback.dedup import THRESHOLDS, DuplicateIndex, Embedder, choose_embedder, keep_unique, lexical_embed
 from feedback.records import MessageFacts, ab_pairs, message_records
 from feedback.scrub import scrub, scrub_record
 from feedback.store import FeedbackStore, as_utc
@@ -90,23 +90,29 @@ def build(messages: list[MessageFacts], hash_of: Callable[[int], str], eval_text
         records, pairs = [r for r in records if not skip(r)], [p for p in pairs if not skip(p)]
         removed = {"already_used_records": n_records - len(records), "already_used_pairs": n_pairs - len(pairs)}
     records, pairs = sorted(records, key=_priority), sorted(pairs, key=_priority)
-    records, removed_records = _clean(records, _record_question, eval_texts, embed, thresholds)
-    pairs, removed_pairs = _clean(pairs, _pair_question, eval_texts, embed, thresholds)
+    near_duplicate, contamination = thresholds
+    # questions are compared scrubbed on both sides: an eval item asked about another patient is still it.
+    # One index of the evaluation questions serves records and pairs (scrubbing and embedding them is most of
+    # an export's time when little feedback is new).
+    evaluation = DuplicateIndex(embed, contamination)
+    if records or pairs:
+        evaluation.add([scrub(t) for t in eval_texts])
+    records, removed_records = _clean(records, _record_question, evaluation, embed, near_duplicate)
+    pairs, removed_pairs = _clean(pairs, _pair_question, evaluation, embed, near_duplicate)
     removed |= {"contaminated_records": removed_records[0], "contaminated_pairs": removed_pairs[0],
                 "duplicate_records": removed_records[1], "duplicate_pairs": removed_pairs[1]}
     return records, pairs, removed
 
 
-def _clean(items: list[dict], question, eval_texts: list[str], embed: Embedder | None,
-           thresholds: tuple[float, float]) -> tuple[list[dict], tuple[int, int]]:
-    """Decontaminate, de-duplicate, scrub; returns the survivors and (contaminated, duplicates) counts.
+def _clean(items: list[dict], question, evaluation: DuplicateIndex, embed: Embedder | None,
+           near_duplicate: float) -> tuple[list[dict], tuple[int, int]]:
+    """Decontaminate (against ``evaluation``, the scrubbed evaluation questions), de-duplicate, scrub; returns
+    the survivors and (contaminated, duplicates) counts.
 
     Scrubbing whole records, the costly step, runs on survivors only; it can make two texts
     equal (two patients' names become [NAME]), so exact duplicates are removed once more after it.
     """
-    near_duplicate, contamination = thresholds
-    # questions are compared scrubbed on both sides: an eval item asked about another patient is still it
-    bad = contaminated([scrub(question(x)) for x in items], [scrub(t) for t in eval_texts], embed, contamination)
+    bad = evaluation.matches([scrub(question(x)) for x in items])
     kept = [x for x, b in zip(items, bad) if not b]
     unique = [kept[i] for i in keep_unique([_text(x) for x in kept], embed, near_duplicate)]
     scrubbed = [scrub_record(x) for x in unique]
