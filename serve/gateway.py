@@ -232,7 +232,7 @@ class _Gateway:
                 return await _engine_error(upstream, headers_out)
             if payload.get("stream"):
                 rewriter = _raw_rewriter if guarded.redactor is None else _guarded_rewriter
-                response = _EngineStream(_relay(upstream, engine, rewriter(engine, alias, guarded), lease), lease,
+                response = _EngineStream(_relay(lease, rewriter(engine, alias, guarded)), lease,
                                          media_type="text/event-stream", headers=headers_out)
                 handed_off = True
                 return response
@@ -382,8 +382,8 @@ async def _lines(upstream: UpstreamResponse):
         yield [rest]
 
 
-async def _relay(upstream: UpstreamResponse, engine: Engine, rewrite, lease: _Lease):
-    """Pass an engine's event stream on, each event's ``data:`` line through ``rewrite``.
+async def _relay(lease: _Lease, rewrite):
+    """Pass the event stream of the lease's engine on, each event's ``data:`` line through ``rewrite``.
 
     ``rewrite(line)`` returns the bytes to send for one ``data:`` line (one or more events); other
     lines pass unchanged. Lines read together are sent together. A broken engine stream ends with an
@@ -391,7 +391,7 @@ async def _relay(upstream: UpstreamResponse, engine: Engine, rewrite, lease: _Le
     that a swap can stop the old engine.
     """
     try:
-        async for lines in _lines(upstream):
+        async for lines in _lines(lease.upstream):
             out = []
             for line in lines:
                 line = line.rstrip(b"\r")
@@ -402,7 +402,7 @@ async def _relay(upstream: UpstreamResponse, engine: Engine, rewrite, lease: _Le
             if out:
                 yield b"".join(out)
     except UpstreamError as e:
-        yield _stream_error(engine, e)
+        yield _stream_error(lease.engine, e)
     finally:
         await lease.end()
 

@@ -34,7 +34,7 @@ def _stream(upstream: FakeUpstream):
     engine = SimpleNamespace(inflight=0, spec=SimpleNamespace(version="v1"))
     lease = _Lease(engine)
     lease.upstream = upstream
-    response = _EngineStream(_relay(upstream, engine, lambda line: line + b"\n\n", lease), lease,
+    response = _EngineStream(_relay(lease, lambda line: line + b"\n\n"), lease,
                              media_type="text/event-stream")
     return engine, response
 
