@@ -165,6 +165,8 @@ def _presidio_found(text: str, engine: str, threshold: float) -> list[Found]:
                 or (_EPONYM_NEXT.match(text[r.end:r.end + 30]) and text[r.end:r.end + 1] not in ",;:(")):
             continue  # clinical words; one capitalised word opening a sentence ("Exactly"); "St John's wort"
         end = r.end
+        if kind == "name" and (dash := re.search(r"\s+[-–—]\s+", text[r.start:end])):
+            end = r.start + dash.start()  # "Ms Iris Black - choroidal melanoma": a spaced dash ends a name
         if kind in ("name", "address", "hospital"):  # "Arden Cancer Centre VAC/IE": a regimen is no part of a name
             while (m := re.search(r"\s+([^\s]+)$", text[r.start:end])) and not re.search(r"[a-zß-ÿ]", m.group(1)):
                 end = r.start + m.start()

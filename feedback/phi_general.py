@@ -115,8 +115,9 @@ def _name_spans(text: str) -> list[Found]:
         while (len(run) < 4 and run[-1] + 1 < len(words)
                and text[words[run[-1]][1]:words[run[-1] + 1][0]] == " "):
             nw = words[run[-1] + 1][2]
-            if _style(nw) != style and not (style == "title" and nw in _PARTICLE_WORDS and run[-1] + 2 < len(words)
-                                            and _style(words[run[-1] + 2][2]) == "title"):
+            after = words[run[-1] + 2][2] if run[-1] + 2 < len(words) else ""
+            if _style(nw) != style and not (style == "title" and nw in _PARTICLE_WORDS and after
+                                            and (_style(after) == "title" or after in _PARTICLE_WORDS)):
                 break
             run.append(run[-1] + 1)
         bases = [_base(words[j][2]) for j in run]
@@ -146,9 +147,10 @@ def _name_spans(text: str) -> list[Found]:
             else:  # one word: a known given name, not opening a sentence ("ask Joanne", "Kasia's")
                 ok = _known(bases[0], first) and bases[0] not in last and (
                     not _sentence_start(text, start) or bool(_PERSON_NEXT.match(text, end)))
-        elif style == "upper":  # capitals: only after a title ("MS LUCY ABERNETHY")
+        elif style == "upper":  # capitals: after a title ("MS LUCY ABERNETHY"), or a known given name and surname
             ok = (any(_known(b, both) for b in bases)
-                  and bool(re.search(r"\b(?:MR|MRS|MS|MISS|MX|DR|PROF)\.?\s+$", text[max(0, start - 6):start])))
+                  and bool(re.search(r"\b(?:MR|MRS|MS|MISS|MX|DR|PROF)\.?\s+$", text[max(0, start - 6):start]))) or (
+                len(bases) >= 2 and _known(bases[0], first) and _known(bases[-1], last))
         if ok:
             found.append(Found(start, end, "name"))
         k = run[-1] + 1 if ok else k + 1
@@ -168,6 +170,11 @@ _LOWER_SURNAME_GIVEN = re.compile(rf"(?<![\w'’-])(?P<v>(?P<a>[{_LOW}][{_LOW}'�
 
 _UPPER_GIVEN = re.compile(rf"(?<![\w'’-])(?P<a>[{_UP}][{_UP}'’-]+)\s+(?P<b>[{_UP}][{_LOW}][{_LOW}'’-]*)(?![\w'’-])")
 _INITIAL_SURNAME = re.compile(rf"(?<![\w.'’-])(?P<v>[{_UP}{_LOW}]\.\s?(?P<s>[{_UP}{_LOW}][{_LOW}'’-]+))(?![\w'’-])")
+# two or three initials with full stops, then a surname: "S.K. Bhattacharya", "A.M. van der Linde" (any surname:
+# initials written this way belong to a person; "8 A.M." and "U.K." do not)
+_INITIALS_SURNAME = re.compile(rf"(?<![\w.'’-])(?P<i>(?:[{_UP}]\.\s?){{2,3}})(?P<p>(?:(?:van|von|de|der|den|du|di|da|le|la|"
+                               rf"el|al|ter|ten)\s+){{0,2}})(?P<s>[{_UP}][{_LOW}][{_LOW}'’]+(?:-[{_UP}]?[{_LOW}'’]+)*)"
+                               rf"(?![\w'’-])")
 _SMALL_TITLE = re.compile(r"(?:mr|mrs|ms|miss|dr|prof|MR|MRS|MS|MISS|DR|PROF)\.?\s+$")  # not trimmed by feedback.scrub
 _SMALL_TITLE_NAME = re.compile(rf"(?<![\w'’-])(?:mr|mrs|ms|miss|dr|prof)\.?\s+(?P<a>[{_LOW}][{_LOW}'’-]+)"
                                rf"(?:\s+(?P<b>[{_LOW}][{_LOW}'’-]+))?")
@@ -176,6 +183,15 @@ _SMALL_TITLE_NAME = re.compile(rf"(?<![\w'’-])(?:mr|mrs|ms|miss|dr|prof)\.?\s+
 def _clinical_word(word: str) -> bool:
     w = _base(word)
     return w in _CLINICAL_WORDS or bool(_DRUGLIKE.search(w))
+
+
+# "PETROVIĆ, DRAGAN", "Dvořák, Miroslav": a known surname (or any in capitals), a comma and a known given name
+_COMMA_NAME = re.compile(rf"(?<![\w'’-])(?P<a>[{_UP}][{_UP}{_LOW}'’-]+),\s+(?P<b>[{_UP}][{_UP}{_LOW}'’-]+)(?![\w'’-])")
+# "Patricia 'Trish' Coogan": a known given name, a nickname in quotes or brackets, a surname
+_NICKNAME = re.compile(rf"(?<![\w'’-])(?P<a>[{_UP}][{_LOW}]+)\s+[(\"'‘“](?P<n>[{_UP}][{_LOW}]+)[)\"'’”]\s+"
+                       rf"(?P<b>[{_UP}][{_LOW}][{_LOW}'’-]+)(?![\w'’-])")
+# Chinese, Japanese or Korean characters in an English message: a name written in its own script ("陳大文")
+_CJK_NAME = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]{2,4}")
 
 
 def _more_name_spans(text: str) -> list[Found]:
@@ -192,6 +208,24 @@ def _more_name_spans(text: str) -> list[Found]:
         w = _base(m.group("s"))
         if any(_known(p, last) for p in w.split("-")) and not _excluded(w) and len(w) > 3:
             found.append(Found(*m.span("v"), "name"))
+    for m in _COMMA_NAME.finditer(text):
+        a, b = _base(m.group("a")), _base(m.group("b"))
+        # any surname in capitals ("KOWALSKA, Agnieszka"), but not two acronyms ("CPIC, EMA")
+        surname_ok = _known(a, last) or (m.group("a").isupper() and len(a) > 4 and len(b) > 3)
+        if surname_ok and _known(b, first) and not any(_excluded(w) or _clinical_word(w) for w in (a, b)):
+            found.append(Found(m.start("a"), m.end("b"), "name"))
+    for m in _NICKNAME.finditer(text):
+        a, b = _base(m.group("a")), _base(m.group("b"))
+        if _known(a, first) and not _excluded(b) and not _clinical_word(b):
+            found.append(Found(m.start("a"), m.end("b"), "name"))
+    found += [Found(*m.span(), "name") for m in _CJK_NAME.finditer(text)]
+    for m in _INITIALS_SURNAME.finditer(text):
+        w = _base(m.group("s"))
+        initials = m.group("i").replace(" ", "")
+        time = initials in ("A.M.", "P.M.") and re.search(r"\d\s*$", text[:m.start()])
+        if not time and initials not in ("U.K.", "U.S.", "E.U.", "U.S.A.") and not _excluded(w) and not _clinical_word(w) \
+                and not _EPONYM_NEXT.match(text[m.end():m.end() + 30]):
+            found.append(Found(m.start(), m.end(), "name"))
     for m in _SMALL_TITLE_NAME.finditer(text):  # "mrs eileen fairclough", "dr patel"
         a, b = _base(m.group("a")), _base(m.group("b") or "")
         if _known(a, first | last) and not _excluded(a):
@@ -242,7 +276,7 @@ ast alp ggt crp ldh bilirubin bili ca calcium temp temperature score count level
 neutrophils ecog karnofsky kps it that this which number ref dose volume fev1 fvc ef lvef psa cea ca125 afp hcg
 inr aptt pt ferritin b12 folate tsh t4 iron mcv albumin protein magnesium mg phosphate urate lactate ph""".split())
 _AGES = [
-    re.compile(rf"(?<![\w.,/])(?P<v>{_AGE_NUM}\s?(?:[MF]\b|y/?o\b|yo\b|y\.o\.?|yrs?\b(?:\s+old)?|years?\b(?:\s+old)?|"
+    re.compile(rf"(?<![\w.,/])(?P<v>{_AGE_NUM}\s?(?:[MF]\b|y/?o\b|yo\b|y\.o\.?|yrs?\b(?:\s+old)?|years?\b(?:\s+old|\s+of\s+age)?|"
                rf"-?years?-old|-?yr-old|y\b(?![/.]\w)))", re.IGNORECASE),
     # sex and age together: "95/F", "F/95", "M, 91"; an ordinal birthday: "her 101st birthday"
     re.compile(rf"(?<![\w.,/])(?P<v>{_AGE_NUM})\s?/\s?[MF]\b|\b[MF]\s?(?:/|,)\s?(?P<w2>{_AGE_NUM})\b(?![.,/]\d)"),
@@ -259,7 +293,7 @@ _AGES = [
     re.compile(rf"\b(?P<v>(?:ninety(?:[\s-]{_NUM_WORD})?|(?:a|one)\s+hundred(?:\s+and\s+{_NUM_WORD}|[\s-]{_NUM_WORD})?)"
                rf"(?:[\s-]years?)?(?:[\s-]?(?:year[\s-])?old)?)\b(?!\s*{_UNIT})", re.IGNORECASE),
     re.compile(rf"(?i:\b(?:i'?m|i\s+am|he'?s|she'?s|he\s+is|she\s+is|he\s+was|she\s+was|who'?s|who\s+is|aged?|age:|"
-               rf"turned|turns|turning|now)\s+(?:now\s+|just\s+|nearly\s+|almost\s+)?)(?P<v>{_AGE_NUM})\b"
+               rf"turned|turns|turning|now|aet\.?|aetat\.?)\s+(?:now\s+|just\s+|nearly\s+|almost\s+)?)(?P<v>{_AGE_NUM})\b"
                rf"(?![.,]\d)(?!\s*{_UNIT})"),
     # "Moshe Adler is 98", "mum is 96"; "Dorothy Ashworth, 99", "Wilhelmina de Vries (91)"
     re.compile(rf"(?P<w>[{_UP}{_LOW}][{_LOW}'’]+)(?:,?\s+is\s+|\s*,\s*|\s*\(\s*)(?P<v>{_AGE_NUM})"
@@ -287,7 +321,7 @@ def _age_spans(text: str) -> list[Found]:
 _TYPES = (r"Street|St|Road|Rd|Route|Avenue|Ave|Lane|Ln|Drive|Dr|Close|Cl|Way|Court|Ct|Boulevard|Blvd|Place|Pl|Terrace|Terr|"
           r"Crescent|Cres|Gardens|Gdns|Square|Sq|Row|Mews|Parkway|Pkwy|Highway|Hwy|Grove|Gr|Walk|View|Hill|Rise|Park|"
           r"Green|Vale|Yard|Wharf|Quay|Parade|Broadway|Circle|Cir|Trail|Path|Bank|Paddocks?|Meadows?|Fields?|Brow|"
-          r"Wynd|Heights|Croft|Chase|Dene|Drove|Gate|Grange|Hollow|Side|Plaza|Loop|Ridge|Pike|Estate|Embankment|"
+          r"Wynd|Heights|Croft|Chase|Dene|Drove|Gate|Grange|Hollow|Side|Plaza|Loop|Ridge|Pike|Estate|Embankment|Concourse|"
           r"Strasse|Straße|Weg|Platz|Gasse|Rue|Via|Calle|Avenida|Heol|Ffordd|Stryd")
 _LOWER_TYPES = r"street|st|road|rd|avenue|ave|lane|ln|drive|close|crescent|cres|terrace|gardens|gdns|grove|mews|court|blvd|boulevard"
 _STREET_WORD = r"(?:[A-Z][\w'’.-]*|\d+(?:st|nd|rd|th)|[a-z][\w'’-]*)"
@@ -319,7 +353,10 @@ WR WS WV YO ZE""".split())
 _POSTCODE_UK = re.compile(r"(?<![\w-])(?P<v>(?P<area>[A-Za-z]{1,2})\d[A-Za-z\d]? {0,2}\d[ABD-HJLNP-UW-Zabd-hjlnp-uw-z]{2})"
                           r"(?![\w-])")
 _EIRCODE = re.compile(r"(?<![\w-])(?P<v>(?:[AC-FHKNPRTV-Y]\d{2}|D6W) ?[0-9AC-FHKNPRTV-Y]{4})(?![\w-])")
-_POSTCODE_CA = re.compile(r"(?<![\w-])(?P<v>[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z] \d[ABCEGHJ-NPRSTV-Z]\d)(?![\w-])")
+# Canadian postcodes in any case, with or without the space ("t6g 1z2", "H3T1E2"); a TNM stage is not one ("T3N1M0")
+_POSTCODE_CA = re.compile(r"(?<![\w-])(?P<v>[ABCEGHJ-NPRSTVXYabceghj-nprstvxy]\d[ABCEGHJ-NPRSTV-Zabceghj-nprstv-z] ?"
+                          r"\d[ABCEGHJ-NPRSTV-Zabceghj-nprstv-z]\d)(?![\w-])")
+_TNM = re.compile(r"(?i)[a-z]?t\d[a-d]?n\d[a-c]?m\d")
 # an outward code alone, where a label or "area" says it is one: "postcode NE1", "the BT12 area"
 _OUTWARD = re.compile(r"(?:(?i:post\s?code|postal\s+(?:code|district))\s*:?\s*(?P<v>[A-Za-z]{1,2}\d{1,2}[A-Za-z]?)\b"
                       r"|\b(?P<w>[A-Z]{1,2}\d{1,2}[A-Z]?)\s+(?:area|district)\b)")
@@ -376,6 +413,7 @@ _UNIT_BOX = re.compile(r"^(?:Box|Flat|Apt|Apartment|Unit|Suite|Lot|Plot|Croft)\b
 # continental streets, name then number, and a postal code before the town: "Hauptstraße 12, 80331 München",
 # "Calle Mayor 5, 3º izq, 28013 Madrid", "12 rue des Lilas, 75011 Paris", "Prinsengracht 263, 1016 GV Amsterdam"
 _STREET_END = (r"stra(?:ss|ß)e|str\.|weg|gasse|platz|allee|ring|damm|ufer|gracht|straat|laan|plein|kade|singel|dijk|"
+               r"gatan|gata|vägen|gade|vej|vejen|veien|gränd|torget|"
                r"vej|gade|gatan|vägen|veien|gata|katu|tie|utca|ulica")
 _STREET_WORDS = (r"(?i:via|viale|corso|piazza|largo|strada|calle|avenida|paseo|plaza|carrer|rua|travessa|rue|avenue|"
                  r"boulevard|chemin|place|quai|impasse|allée)")
@@ -452,6 +490,8 @@ def _address_spans(text: str) -> list[Found]:
                 continue  # not a UK postcode area, or a plain one the rules already find
             if pattern is _EIRCODE and not (re.search(r"[A-Z]", v[-4:]) and re.search(r"\d", v[-4:])):
                 continue
+            if pattern is _POSTCODE_CA and _TNM.fullmatch(v.replace(" ", "")):
+                continue
             found.append(Found(*m.span("v"), "postcode"))
     for m in _OUTWARD.finditer(text):
         group = "v" if m.group("v") else "w"
@@ -475,7 +515,7 @@ breast lung palliative support information services service outpatient outpatien
 national regional specialist regional""".split())
 _HOSPITAL_TITLE = re.compile(rf"(?P<v>(?:St\.?\s+|Saint\s+)?[A-Z][\w'’-]+(?:\s+(?:and|of|for|&|the|[A-Z][\w'’-]+)){{0,6}}?"
                              rf"\s+(?:{_PLACE_ENDS})(?:\s+of\s+[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+){{0,2}}|,?\s+[A-Z][a-z]{{3,}}(?=\s*(?:[,.;)]|$)|\s+[a-z]))?)\b")
-_HOSPITAL_LOWER = re.compile(r"(?i)\b(?P<v>(?:st\.?\s+[a-z]+'?s\s+|[a-z][a-z'’-]+\s+){1,3}(?:hospital|infirmary|hospice|"
+_HOSPITAL_LOWER = re.compile(r"(?i)\b(?P<v>(?:st\.?\s+[a-z]+'?s\s+|[a-z][a-z'’-]+\s+){1,3}(?:hospital|hosp\b\.?|infirmary|hospice|"
                              r"medical\s+cent(?:re|er)|health\s+cent(?:re|er)))\b")
 _HOSPITAL_SHORT = re.compile(r"\b(?P<v>Royal\s+[A-Z][a-z]+(?:\s+(?:and|&)\s+[A-Z][a-z]+|\s+[A-Z][a-z]+)?|[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?\s+General)\b"
                              r"(?!\s+(?:College|Society|Mail|Navy|Air|Academy|Institution|Assembly|Medical\s+Council|"
@@ -491,6 +531,13 @@ _WARDS = [
                rf"di|do|da|des|du|der|am|an|St\.?|Saint|San|Santa|Sant'|y|rechts|links)){{0,2}}(?:[\s-]+[{_UP}][{_LOW}][\w'’-]*)"
                rf"{{1,3}})"),
     re.compile(r"\b(?P<v>(?:St\.?|Saint)\s+[A-Z][a-z]++(?:'s|’s|s)?+)(?!\s+(?:disease|syndrome|wort|fire|dance))"),
+    # one-word hospitals in Nordic languages ("Rigshospitalet", "Sahlgrenska sjukhuset" is caught above)
+    re.compile(rf"\b(?P<v>[{_UP}][{_LOW}]+(?:hospitalet|sjukhuset|sykehuset|sygehus|sygehuset))\b"),
+    # "Hospice of the Western Reserve", "Hospital of St Cross", "Institute of Cancer Research"
+    re.compile(r"\b(?P<v>(?:Hospital|Hospice|Infirmary|Institute|Clinic)\s+of\s+(?:the\s+)?(?:St\.?\s+)?[A-Z][\w'’-]+"
+               r"(?:\s+[A-Z][\w'’-]+){0,3})"),
+    # "ROYAL STOKE", "ROYAL DERBY HOSPITAL" in capitals
+    re.compile(r"\b(?P<v>ROYAL\s+[A-Z]{3,}(?:\s+(?:HOSPITAL|INFIRMARY|GENERAL|[A-Z]{3,}))?)\b"),
 ]
 
 
@@ -517,6 +564,11 @@ def _hospital_spans(text: str) -> list[Found]:
         for m in pattern.finditer(text):
             s, e = m.span("v")
             if pattern is _HOSPITAL_LOWER:  # "went to leeds general infirmary" -> "leeds general infirmary"
+                # "brian's at torbay hosp" -> "torbay hosp": the name starts after the last small word before it
+                leads = list(re.finditer(r"([a-z'’-]+)\s+", text[s:e], re.I))[:-1]
+                cut = [x for x in leads if _base(x.group(1)) in _STOP]
+                if cut:
+                    s += cut[-1].end()
                 while (lead := re.match(r"([a-z'’-]+)\s+", text[s:e], re.I)) and (
                         lead.group(1).lower() in _STOP or lead.group(1).lower() in _NOT_NAME - {"st", "saint"}
                         or lead.group(1).lower() in _GENERIC):
@@ -531,6 +583,9 @@ def _hospital_spans(text: str) -> list[Found]:
                 continue  # "the Day Unit", "the hospital's policy", "my local hospital"
             while (lead := re.match(r"(?:the|The|a|A|at|At)\s+", text[s:e])):
                 s += lead.end()
+            tail = re.search(r",\s+([A-Z][a-z]{3,})$", text[s:e]) if pattern is _HOSPITAL_TITLE else None
+            if tail and (_base(tail.group(1)) in _CLINICAL_WORDS or _EPONYM_NEXT.match(text[e:e + 30])):
+                e -= len(tail.group(0))  # "St Vincent's University Hospital, Castleman disease": not a town
             found.append(Found(s, e, "hospital"))
     return found
 

@@ -219,12 +219,18 @@ _DATES = [
     re.compile(r"(?<![\w/.-])(?P<v>\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2}))(?![\w/.-]*\d)"),
     re.compile(r"(?<![\w-])(?P<v>(?:19|20)\d{2}[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12]\d|3[01]))(?![\w-])"),
     re.compile(r"(?<![\w-])(?P<v>(?:19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01]))(?![\w-])"),  # 19570303
+    # a day and a month without the year ("admitted 3rd Jan", "seen on 14 March", "Jan 3rd"): still a date of the
+    # patient's care; the month capitalised, so "you may 2" is not one
+    re.compile(rf"(?<![\w/.-])(?P<v>\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTHS}\.?)(?![\w-]|\s+\d)"),
+    re.compile(rf"(?<![\w/.-])(?P<v>{_MONTHS}\.?\s+\d{{1,2}}(?:st|nd|rd|th)?)"
+               r"(?![\w/.:-]|\s*(?:mg|mcg|ml|%|units?|tablets?|cycles?|doses?)\b)"),
 ]
 _AGE_WORDS = (r"(?:ninety|one\s+hundred)(?:[\s-](?:one|two|three|four|five|six|seven|eight|nine))?")
 _AGES = [
     re.compile(r"(?<![\w.])(?P<v>(?:9\d|1[01]\d)\s*(?:-?\s*(?:years?|yrs?)(?:[\s-]old)?|y/?o\b|yo\b|-?year-old|yr-old|"
                r"y\.o\.))", _I),
     re.compile(r"\b(?P<v>aged\s+(?:9\d|1[01]\d))\b", _I),
+    re.compile(r"\b(?P<v>aet(?:at)?\.?\s+(?:9\d|1[01]\d))\b", _I),  # Latin "aetatis" in clinical letters: "aet 94"
     re.compile(r"\b(?:age|turned|turns|is\s+now|now)\s*:?\s*(?P<v>9\d|1[01]\d)\b(?!\s*(?:%|mg|mmol|kg|bpm|/|mL|cm))", _I),
     re.compile(rf"\b(?P<v>{_AGE_WORDS}(?:[\s-]years?)?[\s-]?(?:year[\s-])?old)\b", _I),
     re.compile(rf"\b(?P<v>aged\s+{_AGE_WORDS})\b", _I),
@@ -303,7 +309,9 @@ _ADDRESSES = [
 ]
 
 _CLINICAL_ID = re.compile(r"^(?:NCT\d{8}|ISRCTN\d+|EudraCT|ICD-?\d+|KEYNOTE-?\d+|CheckMate-?\d+|IMpower\d+|"
-                          r"DESTINY[\w-]*|[A-Z]{2,}\d{2,3}|c\.\S+|p\.\S+|\d{4}/\d|pT\w+|HbA1c|[A-Z]\d{2}(?:\.\d+)?)$")
+                          r"DESTINY[\w-]*|[A-Z]{2,}\d{2,3}|c\.\S+|p\.\S+|\d{4}/\d|pT\w+|HbA1c|[A-Z]\d{2}(?:\.\d+)?|"
+                          # radiopharmaceuticals: an isotope and its carrier ("177Lu-PSMA-617", "68Ga-DOTATATE")
+                          r"\d{1,3}(?:Lu|Ga|Ra|Tc|In|Sm|Sr|Cu|Zr|F|I|Y)-[A-Za-z][\w-]*)$")
 _STOP = frozenset("""a an the and or but if of on in at to for from with without by as is was are were be been being am
 i im i'm me my mine we our you your he him his she her they them their it its this that these those there here what
 which who whom whose when where why how not no yes ok okay so very really just still also too now then today tonight
@@ -330,7 +338,7 @@ gardner gault geneva gleason glasgow gorlin graves grey groshong halsted hartman
 hogg homans horner hurthle hürthle irish ivor jeghers jones joseph kaposi karnofsky kernig khorana klatskin
 krukenberg kussmaul lambert lansky lewis lhermitte li lindau lugano lynch madden masaoka mary mckeown meigs memorial
 merkel milan mohs muir murphy nottingham nuys okuda ommaya paget pancoast patey peutz phalen philadelphia pleurx pugh
-rai reed richardson richter romberg ryle salmon schnitzler sezary sézary sister sternberg stokes tinel torre
+pel ebstein rai reed richardson richter romberg ryle salmon schnitzler sezary sézary sister sternberg stokes tinel torre
 trendelenburg trousseau turcot turner valsalva virchow von waldenstrom waldenström wells wermer wertheim whipple
 wilms zollinger ellison child ann arbor recist iwcll cheson astler coller pap papanicolaou schiller duval wright
 flexner wintersteiner cairo bishop beck stage grade type class score index level phase cycle day week syndrome
@@ -443,6 +451,8 @@ def context_spans(text: str) -> list[Found]:
     _add_all(found, text, _AGES, "age_over_89")
     for kind, pattern in _NAMES:
         for m in pattern.finditer(text):
+            if pattern is _NAMES[1][1] and _clinical_word(m.group("v").split()[-1]):
+                continue  # "CLL, Rai stage 0": an acronym and an eponym, not SURNAME, Given
             if _name_words_ok(m.group("v")):
                 _add(found, m, kind)
     for m in _RELATIVE_NAME.finditer(text):

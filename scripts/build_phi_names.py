@@ -36,6 +36,15 @@ kidney heart chest back breast skin nurse doctor patient clinic ward unit centre
 mild severe acute chronic early late low high normal new old next last first second third line""".split())
 
 
+# Faker has no Welsh, Scottish Gaelic or Irish locale: common given names of those languages, from general knowledge
+# (UK and Irish clinics see them daily)
+CELTIC_GIVEN = set("""aled alun angharad aoife bethan blodwen branwen bronwen cadi cai caoimhe carys catrin catriona
+cerys ciarán ciaran cormac dafydd deiniol dilys dwynwen efa eilidh eirlys eleri elin elis emyr eurig ffion gareth
+geraint gethin glenys glyn gruff gruffudd gruffydd gwen gwenllian gwilym gwyn heledd huw hywel ianto idris ieuan ifan
+iolo iwan llinos lowri mabli mairi mared meinir morag myfanwy nia niamh oisín oisin osian owain padraig pádraig rhodri
+rhian rhiannon rhys ruaridh saoirse seren sian siân sinead sinéad sioned siobhan tadhg tegan tomos""".split())
+
+
 def _fold(word: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
 
@@ -53,12 +62,14 @@ def main() -> None:
             for name in values:
                 if isinstance(name, str):
                     target.update(w for w in name.lower().split() if LATIN.match(w))
+    first |= CELTIC_GIVEN
     for names in (first, last):  # people type "Jose", "Tomas", "Zielinska" as often as "José"
         names.update({f for w in names if (f := _fold(w)) != w and LATIN.match(f)})
     drop = AMBIGUOUS | {w.lower() for w in STOP_WORDS}
     first, last = sorted(first - drop), sorted(last - drop)
     OUT.write_text(f"# given names and surnames (lower case) from Faker {faker.VERSION} person providers (MIT licence,\n"
-                   "# (c) Daniele Faraglia and contributors), less common English words; built by scripts/build_phi_names.py\n"
+                   "# (c) Daniele Faraglia and contributors) and common Welsh, Scottish Gaelic and Irish given names, less common\n"
+                   "# English words; built by scripts/build_phi_names.py\n"
                    + "[first]\n" + "\n".join(first) + "\n[last]\n" + "\n".join(last) + "\n", encoding="utf-8")
     print(f"{OUT}: {len(first)} given names, {len(last)} surnames")
 

@@ -169,3 +169,48 @@ def test_context_rules_keep_labels_and_doses_out():
 
     text = "NHS 943 476 5919; take 2 10 mg tablets; cycle no. 3; 2400mg over 46 h"
     assert [text[f.start:f.end] for f in merge(context_spans(text))] == ["943 476 5919"]
+
+
+@pytest.mark.parametrize("text,value,kind", [
+    ("letter copied to Dr R.J. Oyelaran-Smith", "R.J. Oyelaran-Smith", "name"),
+    ("cc A.M. ter Haar and the GP", "A.M. ter Haar", "name"),
+    ("plan agreed with Marieke van der Berg today", "Marieke van der Berg", "name"),
+    ("NOTES FOR AISHA RAHMAN ON THE DAY UNIT", "AISHA RAHMAN", "name"),
+    ("Listed: KOWALSKA, AGNIESZKA; Dvořák, Miroslav", "KOWALSKA, AGNIESZKA", "name"),
+    ("Listed: KOWALSKA, AGNIESZKA; Dvořák, Miroslav", "Dvořák, Miroslav", "name"),
+    ("Margaret 'Peggy' Thornbury wants a call", "Margaret 'Peggy' Thornbury", "name"),
+    ("patient 王小明 attended with an interpreter", "王小明", "name"),
+    ("his son gethin will collect the tablets", "gethin", "relative_name"),
+    ("moved to 4 Drottninggatan, Uppsala", "Drottninggatan", "address"),
+    ("treated at Haukelandhospitalet before", "Haukelandhospitalet", "hospital"),
+    ("transferred from the Hospital of St Cross", "Hospital of St Cross", "hospital"),
+    ("TRANSFER FROM ROYAL DERBY", "ROYAL DERBY", "hospital"),
+    ("she's at barnsley hosp now", "barnsley hosp", "hospital"),
+])
+def test_finds_initials_particles_capitals_scripts_and_nordic_places(text, value, kind):
+    found = _found(text)
+    assert any(value in v and k == kind for v, k in found), found
+
+
+@pytest.mark.parametrize("text", [
+    "Staged T3N1M0 on CT; pT2N0M0 after surgery.", "Clinic at 9 A.M. in the U.K. Biobank building.",
+    "Seen at St Luke's Hospital, Castleman disease confirmed on biopsy.", "CLL, Rai stage 0, Binet A.",
+    "177Lu-PSMA-617 and 68Ga-DOTATATE imaging are booked.",
+])
+def test_newest_recognisers_leave_staging_times_and_eponyms_alone(text):
+    from feedback.phi import find_phi
+
+    found = [(text[f.start:f.end], f.kind) for f in find_phi(text)]
+    assert not [f for f in found if any(w in f[0] for w in ("T3N1M0", "A.M.", "U.K.", "Castleman", "Rai", "177Lu",
+                                                             "68Ga"))], found
+
+
+@pytest.mark.parametrize("text,value,kind", [
+    ("admitted 3rd Jan via ED", "3rd Jan", "date"), ("review on 14 March", "14 March", "date"),
+    ("frail, aet 96, lives alone", "aet 96", "age_over_89"), ("H3Z 2Y7 or h3z2y7", "h3z2y7", "postcode"),
+])
+def test_context_rules_find_days_without_years_latin_ages_and_canadian_codes(text, value, kind):
+    from feedback.phi import find_phi
+
+    found = [(text[f.start:f.end], f.kind) for f in find_phi(text)]
+    assert any(value in v for v, k in found), found
