@@ -245,12 +245,13 @@ _NAME_TOKEN = (rf"(?:(?:[{_UP}]['’])?[{_UP}][{_LOW}]*[{_LOW}](?:[{_UP}][{_LOW}
 _UPPER_TOKEN = rf"(?:[{_UP}][{_UP}'’]*[{_UP}](?:-[{_UP}][{_UP}'’]+)*)"
 _PARTICLES = r"(?:(?:van|von|de|der|den|del|da|di|le|la|al|el|bin|ibn|Ní|Nic|Mac|O')\s+)"
 _TITLE = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Professor|Sr|Rev|Sir|Dame|Lady|Lord)"
+# SURNAME, Given (Given): "ANAND, Deepa", "O'BRIEN, Siobhan", "van der Berg, Pieter"
+_SURNAME_GIVEN = re.compile(rf"(?<![\w-])(?P<v>{_PARTICLES}?(?:{_UPPER_TOKEN}|{_PARTICLES}{_NAME_TOKEN}),\s+{_NAME_TOKEN}"
+                            rf"(?:\s+{_NAME_TOKEN})?)(?!\w)")
 _NAMES = [
     # title + name: "Mrs Lynch", "Dr. Helen Achebe"
     ("name", re.compile(rf"\b(?P<v>{_TITLE}\.?\s+(?:{_PARTICLES}?{_NAME_TOKEN}\s+){{0,2}}{_PARTICLES}?{_NAME_TOKEN})")),
-    # SURNAME, Given (Given): "ANAND, Deepa", "O'BRIEN, Siobhan", "van der Berg, Pieter"
-    ("name", re.compile(rf"(?<![\w-])(?P<v>{_PARTICLES}?(?:{_UPPER_TOKEN}|{_PARTICLES}{_NAME_TOKEN}),\s+{_NAME_TOKEN}"
-                        rf"(?:\s+{_NAME_TOKEN})?)(?!\w)")),
+    ("name", _SURNAME_GIVEN),
     # two or three capitalised words right before an identifier or an age: "Euan Gray CHI ...",
     # "Winifred Ashby, aged 99", "Lucy Tremaine, NHS ..."
     ("name", re.compile(rf"(?<![\w-])(?P<v>{_NAME_TOKEN}\s+{_PARTICLES}?{_NAME_TOKEN}(?:\s+{_NAME_TOKEN})?)(?=\s*[,(;:-]?\s*"
@@ -451,7 +452,7 @@ def context_spans(text: str) -> list[Found]:
     _add_all(found, text, _AGES, "age_over_89")
     for kind, pattern in _NAMES:
         for m in pattern.finditer(text):
-            if pattern is _NAMES[1][1] and _clinical_word(m.group("v").split()[-1]):
+            if pattern is _SURNAME_GIVEN and _clinical_word(m.group("v").split()[-1]):
                 continue  # "CLL, Rai stage 0": an acronym and an eponym, not SURNAME, Given
             if _name_words_ok(m.group("v")):
                 _add(found, m, kind)
