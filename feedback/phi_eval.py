@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Callable
 
 from core.errors import OncoLoopError
+from feedback.phi_rules import TITLE
 
-_TITLE_WORD = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Professor|Sir|Dame|Lady|Lord|Rev)\b\.?")
+_TITLE_WORD = re.compile(rf"\b{TITLE}\b\.?")
 
 
 @dataclass

@@ -33,6 +33,7 @@ from pathlib import Path
 from feedback.phi_rules import _CLINICAL_WORDS, _DRUGLIKE, _EPONYM_NEXT, _LOW, _RELATIVE, _STOP, _UP, Found
 
 NAMES_FILE = Path(__file__).with_name("phi_names.txt")
+PLACES_FILE = Path(__file__).with_name("phi_places.txt")
 
 
 @lru_cache(maxsize=1)
@@ -176,7 +177,7 @@ _INITIALS_SURNAME = re.compile(rf"(?<![\w.'’-])(?P<i>(?:[{_UP}]\.\s?){{2,3}})(
                                rf"el|al|ter|ten)\s+){{0,2}})(?P<s>[{_UP}][{_LOW}][{_LOW}'’]+(?:-[{_UP}]?[{_LOW}'’]+)*)"
                                rf"(?![\w'’-])")
 _SMALL_TITLE = re.compile(r"(?:mr|mrs|ms|miss|dr|prof|MR|MRS|MS|MISS|DR|PROF)\.?\s+$")  # not trimmed by feedback.scrub
-_SMALL_TITLE_NAME = re.compile(rf"(?<![\w'’-])(?:mr|mrs|ms|miss|dr|prof)\.?\s+(?P<a>[{_LOW}][{_LOW}'’-]+)"
+_SMALL_TITLE_NAME = re.compile(rf"(?<![\w'’-])(?:mr|mrs|ms|miss|dr|prof|mister|missus)\.?\s+(?P<a>[{_LOW}][{_LOW}'’-]+)"
                                rf"(?:\s+(?P<b>[{_LOW}][{_LOW}'’-]+))?")
 
 
@@ -186,10 +187,17 @@ def _clinical_word(word: str) -> bool:
 
 
 # "PETROVIĆ, DRAGAN", "Dvořák, Miroslav": a known surname (or any in capitals), a comma and a known given name
-_COMMA_NAME = re.compile(rf"(?<![\w'’-])(?P<a>[{_UP}][{_UP}{_LOW}'’-]+),\s+(?P<b>[{_UP}][{_UP}{_LOW}'’-]+)(?![\w'’-])")
+_COMMA_NAME = re.compile(rf"(?<![\w'’-])(?P<a>[{_UP}][{_UP}{_LOW}'’-]+),\s+(?P<b>[{_UP}][{_UP}{_LOW}'’-]+)"
+                         rf"(?:\s+(?P<c>[{_UP}][{_UP}{_LOW}'’-]+))?(?P<i>\s+[{_UP}]\.?)?(?![\w'’-])")
 # "Patricia 'Trish' Coogan": a known given name, a nickname in quotes or brackets, a surname
 _NICKNAME = re.compile(rf"(?<![\w'’-])(?P<a>[{_UP}][{_LOW}]+)\s+[(\"'‘“](?P<n>[{_UP}][{_LOW}]+)[)\"'’”]\s+"
                        rf"(?P<b>[{_UP}][{_LOW}][{_LOW}'’-]+)(?![\w'’-])")
+# Vietnamese names with their middle name: "Nguyễn Thị Lan", "tran thi huong", "Lê Văn Minh"
+_VIETNAMESE = re.compile(r"(?i)(?<![\w'’-])(?P<a>[^\W\d_]+)\s+(?:thị|thi|văn)\s+[^\W\d_]+(?![\w'’-])")
+# hyphenated initials and a surname: "J-F Lemaire", "J.-P. Martin"
+_HYPHEN_INITIALS = re.compile(rf"(?<![\w'’.-])[{_UP}]\.?-[{_UP}]\.?\s+(?P<s>[{_UP}][{_LOW}][{_LOW}'’-]+)(?![\w'’-])")
+# a title in capitals, initials and a surname in capitals: "DR K. ADEYEMI-JONES", "MRS J OKAFOR"
+_CAPS_TITLE_NAME = re.compile(rf"\b(?:DR|MR|MRS|MISS|PROF)\.?\s+(?:[{_UP}]\.?\s+){{0,2}}(?P<s>[{_UP}][{_UP}'’-]{{2,}})(?![\w'’-])")
 # Chinese, Japanese or Korean characters in an English message: a name written in its own script ("陳大文")
 _CJK_NAME = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]{2,4}")
 
@@ -210,15 +218,35 @@ def _more_name_spans(text: str) -> list[Found]:
             found.append(Found(*m.span("v"), "name"))
     for m in _COMMA_NAME.finditer(text):
         a, b = _base(m.group("a")), _base(m.group("b"))
-        # any surname in capitals ("KOWALSKA, Agnieszka"), but not two acronyms ("CPIC, EMA")
-        surname_ok = _known(a, last) or (m.group("a").isupper() and len(a) > 4 and len(b) > 3)
-        if surname_ok and _known(b, first) and not any(_excluded(w) or _clinical_word(w) for w in (a, b)):
-            found.append(Found(m.start("a"), m.end("b"), "name"))
+        if any(_excluded(w) or _clinical_word(w) for w in (a, b)):
+            continue
+        capitals = m.group("a").isupper() and len(a) > 3
+        # any surname in capitals with a known given name ("KOWALSKA, Agnieszka"), or both in capitals and
+        # long enough not to be acronyms ("OKONKWO, CHIDIEBERE"; not "CPIC, EMA"); a known surname with any
+        # given name ("Okeke, Chinonso")
+        if not ((capitals and len(b) > 3 and (_known(b, first) or m.group("b").isupper()))
+                or (_known(a, last) and (_known(b, first) or len(b) > 3))):
+            continue
+        end = m.end("b")
+        c = m.group("c")
+        if c and c.isupper() == m.group("b").isupper() and not _excluded(_base(c)) and not _clinical_word(_base(c)):
+            end = m.end("c")  # "Okeke, Chinonso Ifeanyi", "YILDIRIM, İBRAHİM HALİL"
+        if end == m.end("c") or not c:
+            end = m.end("i") if m.group("i") else end  # "ESPINOZA, ROSALIND M."
+        found.append(Found(m.start("a"), end, "name"))
     for m in _NICKNAME.finditer(text):
         a, b = _base(m.group("a")), _base(m.group("b"))
         if _known(a, first) and not _excluded(b) and not _clinical_word(b):
             found.append(Found(m.start("a"), m.end("b"), "name"))
     found += [Found(*m.span(), "name") for m in _CJK_NAME.finditer(text)]
+    for m in _VIETNAMESE.finditer(text):
+        if _known(_base(m.group("a")), last):
+            found.append(Found(m.start(), m.end(), "name"))
+    for pattern in (_HYPHEN_INITIALS, _CAPS_TITLE_NAME):
+        for m in pattern.finditer(text):
+            w = _base(m.group("s"))
+            if not _excluded(w) and not _clinical_word(w) and not _EPONYM_NEXT.match(text[m.end():m.end() + 30]):
+                found.append(Found(m.start(), m.end(), "name"))
     for m in _INITIALS_SURNAME.finditer(text):
         w = _base(m.group("s"))
         initials = m.group("i").replace(" ", "")
@@ -231,6 +259,51 @@ def _more_name_spans(text: str) -> list[Found]:
         if _known(a, first | last) and not _excluded(a):
             end = m.end("b") if b and not _excluded(b) and not _clinical_word(b) else m.end("a")
             found.append(Found(m.start(), end, "name"))
+    return found
+
+
+# a form's name fields: "Surname: O'SULLIVAN-BAPTISTE | Forename(s): Marie-Claire", "Naam: mevr. Joke de Vries"
+_NAME_FIELD = re.compile(r"(?i:\b(?:surname|family\s+name|last\s+name|forenames?(?:\s*\(s\))?|first\s+names?|given\s+names?|"
+                         r"christian\s+name|(?:patient|pt)(?:'s)?\s+name|name\s+of\s+(?:patient|pt)|full\s+name|naam|nom|"
+                         r"nombre|nome|vorname|nachname))\s*:\s*(?P<v>[^\W\d_][^|\n;,:()\d]{1,60}?)(?=\s*(?:[|\n;,(]|$|\s{2}))")
+# who speaks in a chat or a transcript: "[19:02] Tolu: mummy's scan...", "Chidi: staying in"
+_SPEAKER = re.compile(rf"(?m)^(?P<t>\[?\d{{1,2}}[:.]\d{{2}}(?::\d{{2}})?\]?\s*[-–]?\s*)?(?P<v>[{_UP}][{_LOW}'’-]+"
+                      rf"(?:\s+[{_UP}][{_LOW}'’-]+)?):\s+\S")
+# Irish surnames with their particles: "Ó Súilleabháin", "Siobhra Ní Fhloinn", "Donncha Ó Laoghaire"
+_IRISH_PARTICLE = re.compile(rf"(?<![\w'’-])(?P<v>(?:[{_UP}][^\W\d_]+\s+)?(?:Ó|Ní|NÍ|Nic|NIC|Uí|UÍ|Mhic|MHIC|Bean\s+Uí)\s+"
+                             rf"[{_UP}][^\W\d_'’]*['’]?[^\W\d_]*)(?![\w'’-])")
+# kinship words that label a person, not a form field ("Plan:", "Hx:")
+_FIELD_WORDS = frozenset("""plan hx exam subject to from cc dx note notes patient name surname forename address
+postcode diagnosis impression indication history findings request reason summary action actions outcome status result
+results date time ward consultant gp ref re reply answer question update background assessment advice comment
+comments meds medication medications allergies allergy obs bloods imaging scan report recommendation
+recommendations conclusion issue issues problem problems ps nb fyi attn regards signed sent received tel""".split())
+
+
+def _field_and_speaker_spans(text: str) -> list[Found]:
+    first, _ = name_lists()
+    found = []
+    for m in _NAME_FIELD.finditer(text):
+        value = m.group("v").strip()
+        words = [_base(w) for w in _WORD.findall(value)]
+        if words and len(words) <= 5 and not any(w in _CLINICAL_WORDS or w in _STOP for w in words):
+            found.append(Found(m.start("v"), m.start("v") + len(value), "name"))
+    speakers = [m for m in _SPEAKER.finditer(text)]
+    said = {}
+    for m in speakers:
+        said[m.group("v")] = said.get(m.group("v"), 0) + 1
+    for m in speakers:
+        words = [_base(w) for w in m.group("v").split()]
+        if any(_excluded(w) or w in _FIELD_WORDS or _clinical_word(w) for w in words):
+            continue
+        if m.group("t") or said[m.group("v")] > 1 or _known(words[0], first):
+            found.append(Found(*m.span("v"), "name"))
+    for m in _IRISH_PARTICLE.finditer(text):
+        s = m.start("v")
+        if (lead := re.match(r"([^\W\d_]+)\s+", m.group("v"))) and _excluded(_base(lead.group(1))) and \
+                not lead.group(1) in ("Ó", "Ní", "Nic", "Uí", "Mhic", "Bean"):
+            s += lead.end()  # "from Ó Laoghaire": the small word stays
+        found.append(Found(s, m.end("v"), "name"))
     return found
 
 
@@ -322,15 +395,16 @@ _TYPES = (r"Street|St|Road|Rd|Route|Avenue|Ave|Lane|Ln|Drive|Dr|Close|Cl|Way|Cou
           r"Crescent|Cres|Gardens|Gdns|Square|Sq|Row|Mews|Parkway|Pkwy|Highway|Hwy|Grove|Gr|Walk|View|Hill|Rise|Park|"
           r"Green|Vale|Yard|Wharf|Quay|Parade|Broadway|Circle|Cir|Trail|Path|Bank|Paddocks?|Meadows?|Fields?|Brow|"
           r"Wynd|Heights|Croft|Chase|Dene|Drove|Gate|Grange|Hollow|Side|Plaza|Loop|Ridge|Pike|Estate|Embankment|Concourse|"
-          r"Strasse|Straße|Weg|Platz|Gasse|Rue|Via|Calle|Avenida|Heol|Ffordd|Stryd")
+          r"Strasse|Straße|Weg|Platz|Gasse|Rue|Via|Calle|Avenida|Heol|Ffordd|Stryd|Salai|Nagar|Marg|Cross|Layout|Colony")
 _LOWER_TYPES = r"street|st|road|rd|avenue|ave|lane|ln|drive|close|crescent|cres|terrace|gardens|gdns|grove|mews|court|blvd|boulevard"
 _STREET_WORD = r"(?:[A-Z][\w'’.-]*|\d+(?:st|nd|rd|th)|[a-z][\w'’-]*)"
 _STREET = re.compile(
-    rf"(?P<v>(?:(?:[Ff]lat|[Aa]pt|[Aa]partment|[Uu]nit|[Ss]uite)\.?\s+\d+\w?,?\s+)?(?:\d{{1,4}}[A-Za-z]?/)?\d{{1,5}}[A-Za-z]?"
+    rf"(?P<v>(?:(?:[Ff]lat|[Aa]pt|[Aa]partment|[Uu]nit|[Ss]uite|Room)\.?\s+\d+\w?,?\s+|\d{{1,2}}/\d{{1,2}},\s+)?(?:(?:Plot|Door\s+No|H\.?\s?No|House\s+No)\.?\s+)?"
+    rf"(?:\d{{1,4}}[A-Za-z]?/)?\d{{1,5}}[A-Za-z]?"
     rf"(?:-\d{{1,4}})?,?\s+(?:{_STREET_WORD}\s+){{0,3}}(?:(?:{_TYPES})|(?i:{_LOWER_TYPES}))\b\.?"
     rf"(?:(?:(?<=Road)|(?<=Route))\s+\d{{1,4}}\b(?![.,]\d))?(?:\s+[NSEW]\b(?!['’]))?"
     rf"(?:,?\s+(?i:apt|apartment|unit|suite|flat|#)\.?\s*\w+)?)")
-_STREET_FIRST = re.compile(r"(?P<v>\b\d{1,5}[A-Za-z]?,?\s+(?:Heol|Ffordd|Stryd|Rue|Via|Viale|Corso|Piazza|Calle|Avenida|Rua|"
+_STREET_FIRST = re.compile(r"(?P<v>\b\d{1,5}[A-Za-z]?,?\s+(?:Heol|Ffordd|Stryd|Cae|Maes|Bryn|Llys|Lôn|Parc|Clos|Rhodfa|Rue|Via|Viale|Corso|Piazza|Calle|Avenida|Rua|"
                            r"Chemin|Boulevard|Avenue|Place|Plaza|Camino)\s+(?:(?:d[eu']|de\s+la|des|del|della|y|dos|das)\s*)?"
                            r"[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+){0,2})")
 _HOUSE = re.compile(rf"(?P<v>(?:The\s+)?(?:[A-Z][\w'’-]+\s+){{0,3}}(?:House|Cottages?|Farm|Lodge|Forge|Barn|Mill|Manor|"
@@ -360,6 +434,17 @@ _TNM = re.compile(r"(?i)[a-z]?t\d[a-d]?n\d[a-c]?m\d")
 # an outward code alone, where a label or "area" says it is one: "postcode NE1", "the BT12 area"
 _OUTWARD = re.compile(r"(?:(?i:post\s?code|postal\s+(?:code|district))\s*:?\s*(?P<v>[A-Za-z]{1,2}\d{1,2}[A-Za-z]?)\b"
                       r"|\b(?P<w>[A-Z]{1,2}\d{1,2}[A-Z]?)\s+(?:area|district)\b)")
+# any code after a postcode label: "Postcode: 1013 KP", "Postleitzahl 80636", "eircode t12 x70d", "PIN 560038"
+_POSTCODE_LABELLED = re.compile(r"(?i:\b(?:post\s?code|postal\s+code|zip(?:\s?code)?|eircode|postleitzahl|plz|pin\s?code|"
+                                r"pin|code\s+postal|c[oó]digo\s+postal)\b\.?\s*[:#-]?\s*)(?P<v>(?=[A-Za-z0-9 ]*\d)(?=[A-Za-z0-9 -]{4})"
+                                r"[A-Za-z0-9]{2,5}(?:[ -]{1,2}[A-Za-z0-9]{2,4})?)(?![\w-])")
+# an Indian PIN code after a town: "Indiranagar, Bengaluru 560038", "Chennai - 600040"
+_PIN_AFTER_TOWN = re.compile(r",\s+[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?\s*[-,]?\s+(?P<v>[1-8]\d{5})(?![\w/.-]?\d)")
+_IRISH_COUNTIES = (r"Carlow|Cavan|Clare|Cork|Donegal|Dublin|Galway|Kerry|Kildare|Kilkenny|Laois|Leitrim|Limerick|Longford|"
+                   r"Louth|Mayo|Meath|Monaghan|Offaly|Roscommon|Sligo|Tipperary|Waterford|Westmeath|Wexford|Wicklow|"
+                   r"Antrim|Armagh|Down|Fermanagh|Londonderry|Derry|Tyrone")
+# Irish rural addresses: townland, village, town, county: "Ardnagreina, Kilcrohane, Bantry, Co. Cork"
+_IRISH_ADDRESS = re.compile(rf"(?P<v>(?:[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+)?,\s+){{1,4}}(?:Co\.?|County)\s+(?:{_IRISH_COUNTIES}))\b")
 _POSTCODE_AU = re.compile(r"\b(?:NSW|VIC|QLD|SA|WA|TAS|NT|ACT|Auckland|Wellington|Christchurch)\s+(?P<v>\d{4})\b(?![.,:/]?\d)")
 _ADDR_WORD = r"(?:\d+(?:st|nd|rd|th)|[^\W\d][\w'’.-]*)"
 _NAMED_WORD = r"(?:[A-Z][\w'’.-]*|\d{1,5}[A-Za-z]?|of|the|on|upon|y|de|la|le|an|am)"
@@ -421,7 +506,8 @@ _CONTINENTAL = re.compile(
     rf"(?P<v>(?:(?:[{_UP}][{_LOW}{_UP}'’.-]*(?:{_STREET_END})|{_STREET_WORDS}\s+(?:[{_LOW}'’]+\s+){{0,3}}[{_UP}][\w'’-]+"
     rf"(?:\s+[{_UP}][\w'’-]+){{0,2}})\s+\d{{1,4}}[a-z]?|\d{{1,4}}[a-z]?,?\s+{_STREET_WORDS}\s+(?:[{_LOW}'’]+\s+){{0,3}}"
     rf"[{_UP}][\w'’-]+(?:\s+[{_UP}][\w'’-]+){{0,2}})(?:,\s*\d{{1,2}}(?!\d)[ºª°]?(?:\s*[{_LOW}]{{1,5}}\.?)?)?"
-    rf"(?:,?\s*(?:[A-Z]{{1,2}}-)?\d{{4,5}}(?:\s?[A-Z]{{2}})?\s+[{_UP}][\w'’-]+(?:\s+[{_UP}][\w'’-]+)?)?)")
+    rf"(?:,?\s*(?:[A-Z]{{1,2}}-)?(?:\d{{3}}\s\d{{2}}|\d{{4}}-\d{{3}}|\d{{4,5}})(?:\s?[A-Z]{{2}})?\s+[{_UP}][\w'’-]+"
+    rf"(?:\s+[{_UP}][\w'’-]+)?)?)")
 # US states, Canadian provinces and Australian states ("Ely, NV", "Toronto, ON", "Bondi NSW"); a district number
 _PLACE_CODE = re.compile(r"^,?\s*(?:(?:A[LKZRB]|C[AOT]|D[EC]|FL|GA|HI|I[DLNA]|K[SY]|LA|M[EDAINSOTB]|N[EVHJMYCDBLSTU]|O[HKRN]|"
                          r"PA|PE|QC|RI|S[CDK]|T[NX]|UT|V[TA]|W[AVIY]|YT|NSW|VIC|QLD|TAS|ACT)\b|\d{1,2}\b(?![.,:/]?\d))")
@@ -447,7 +533,7 @@ def _address_spans(text: str) -> list[Found]:
     for m in _CONTINENTAL.finditer(text):
         words = [w.lower() for w in re.findall(r"[^\W\d_]+", m.group("v"))]
         if not any(w in _CLINICAL_WORDS or _DRUGLIKE.search(w) for w in words):
-            closed = re.search(r"\d{4,5}(?:\s?[A-Z]{2})?\s+\S+$", m.group("v"))  # a postal code and town end it
+            closed = re.search(r"(?:\d{3}\s\d{2}|\d{4}-\d{3}|\d{4,5})(?:\s?[A-Z]{2})?\s+\S+$", m.group("v"))  # a postal code and town end it
             found.append(Found(m.start("v"), m.end("v") if closed else _towns(text, m.end("v")), "address"))
     for m in list(_STREET.finditer(text)) + list(_HOUSE.finditer(text)) + list(_STREET_FIRST.finditer(text)):
         words = [w.lower() for w in re.findall(r"[A-Za-z]+", m.group("v"))]
@@ -482,6 +568,14 @@ def _address_spans(text: str) -> list[Found]:
                 e -= len(_US_STATE.search(b.group(1)).group(0)) if _US_STATE.search(b.group(1)) and \
                     re.match(r"\d", m.group(0)) else 0
                 found.append(Found(s, e, "address"))
+    for m in _IRISH_ADDRESS.finditer(text):
+        s, e = m.span("v")
+        while (lead := re.match(r"([A-Z][\w'’-]+)(?:\s+[A-Z][\w'’-]+)?,\s+", text[s:e])) and \
+                (_base(lead.group(1)) in _NOT_NAME or _base(lead.group(1)) in _STOP or _base(lead.group(1)) in _FIELD_WORDS):
+            s += lead.end()  # "Home address: Ardnagreina, ..." starts after the label
+        found.append(Found(s, e, "address"))
+    for pattern in (_POSTCODE_LABELLED, _PIN_AFTER_TOWN):
+        found += [Found(*m.span("v"), "postcode") for m in pattern.finditer(text)]
     for pattern in (_POSTCODE_UK, _EIRCODE, _POSTCODE_CA, _POSTCODE_AU):
         for m in pattern.finditer(text):
             v = m.group("v")
@@ -524,6 +618,7 @@ _WARDS = [
     re.compile(r"\b(?P<v>Ward\s+[A-Z]?\d{1,3}[A-Z]?(?:\s+(?:North|South|East|West)\b)?)\b"),
     re.compile(r"\b(?P<v>ward\s+[A-Z]?\d{1,3}[A-Za-z]?)\b(?!\s*(?:days?|times|weeks?|hours?|patients|beds|x\b))"),
     re.compile(rf"\b(?P<v>[A-Z][{_LOW}]+(?:\s+[A-Z][{_LOW}]+)?\s+(?:Ward|Unit|Wing|Suite|ward))\b"),
+    re.compile(r"(?i:\b(?:on|to|from)\s+)(?P<v>[a-z]{4,}\s+ward)\b"),  # "moved to nightingale ward"
     # hospitals named in other languages: "Ysbyty Gwynedd", "Hôpital Saint-Louis", "Universitätsklinikum Heidelberg"
     re.compile(rf"\b(?P<v>(?:Ysbyty|H[oô]pital|Centre\s+Hospitalier(?:\s+Universitaire)?|CHU|Klinikum|Krankenhaus|"
                rf"Ospedale|Policlinico|Hospital(?=\s+(?:de|del|do|da|San|Santa|Sant')\s)|Cl[ií]nica|Ziekenhuis|Szpital|"
@@ -548,6 +643,56 @@ _CARE_PLACE = re.compile(
     rf"(?P<v>(?:[A-Z]{{2,5}}\s+)?[{_UP}][{_LOW}][\w'’-]*(?:[\s-][{_UP}][\w'’-]+){{0,2}})")
 
 
+_PLACE_TOKEN = re.compile(r"[^\W_][\w'’&.-]*")
+# before an acronym that is also clinical ("MRI", "ARI"); not "at": "tumour size at MRI was 3 cm"
+_PLACE_CUE = re.compile(r"(?i:\b(?:to|from|via|seen\s+at|treated\s+at|admitted\s+at))\s+(?:the\s+)?$")
+
+
+def _place_key(word: str) -> str:
+    return word.lower().replace("’", "'").rstrip(".,:;'")
+
+
+@lru_cache(maxsize=1)
+def places() -> tuple[frozenset[str], int, frozenset[str], frozenset[str]]:
+    """The gazetteer (``phi_places.txt``): names (lower case, words joined by one space), the most words in a
+    name, acronyms, and acronyms that are also clinical abbreviations."""
+    sections: dict[str, set[str]] = {"names": set(), "acronyms": set(), "ambiguous": set()}
+    section = None
+    for line in PLACES_FILE.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            section = sections[line.strip("[]")]
+        else:
+            section.add(" ".join(_place_key(w) for w in line.split()) if section is sections["names"] else line)
+    longest = max(len(n.split()) for n in sections["names"])
+    return (frozenset(sections["names"]), longest, frozenset(sections["acronyms"]), frozenset(sections["ambiguous"]))
+
+
+def _gazetteer_spans(text: str) -> list[Found]:
+    """Hospitals the gazetteer knows: "Derriford", "Groote Schuur", "the Christie" in any case (one word in small
+    letters only when it is 7 letters or more: "treliske", not "guy's"), acronyms in capitals ("JCUH", "QEUH"),
+    and acronyms that are also clinical abbreviations only after "to", "from", "seen at" ("transferred to MRI")."""
+    names, longest, acronyms, ambiguous = places()
+    tokens = list(_PLACE_TOKEN.finditer(text))
+    keys = [_place_key(t.group(0)) for t in tokens]
+    found = []
+    for i, token in enumerate(tokens):  # the longest name from each word on ("the Mater", "Mater Private"): merged
+        word = token.group(0).rstrip(".,:;'’")
+        if word in acronyms or (word in ambiguous and _PLACE_CUE.search(text, max(0, token.start() - 30),
+                                                                          token.start())):
+            found.append(Found(token.start(), token.start() + len(word), "hospital"))
+            continue
+        for n in range(min(longest, len(tokens) - i), 0, -1):
+            if " ".join(keys[i:i + n]) in names:
+                end = tokens[i + n - 1].start() + len(tokens[i + n - 1].group(0).rstrip(".,:;"))
+                if not (n == 1 and text[token.start():end].islower() and end - token.start() < 7):
+                    found.append(Found(token.start(), end, "hospital"))
+                break
+    return found
+
+
 def _care_place_spans(text: str) -> list[Found]:
     found = []
     for m in _CARE_PLACE.finditer(text):
@@ -559,7 +704,7 @@ def _care_place_spans(text: str) -> list[Found]:
 
 
 def _hospital_spans(text: str) -> list[Found]:
-    found = _care_place_spans(text)
+    found = _care_place_spans(text) + _gazetteer_spans(text)
     for pattern in (_HOSPITAL_TITLE, _HOSPITAL_LOWER, _HOSPITAL_SHORT, *_WARDS):
         for m in pattern.finditer(text):
             s, e = m.span("v")
@@ -627,7 +772,7 @@ def general_spans(text: str) -> list[Found]:
     if not text:
         return []
     names = []
-    for f in _name_spans(text) + _surname_given_spans(text) + _more_name_spans(text):
+    for f in _name_spans(text) + _surname_given_spans(text) + _more_name_spans(text) + _field_and_speaker_spans(text):
         if t := _SMALL_TITLE.search(text, max(0, f.start - 6), f.start):  # "mrs eileen fairclough"
             f = Found(f.start - len(t.group(0)), f.end, f.kind)
         names.append(f)

@@ -162,8 +162,9 @@ def legacy_spans(text: str) -> list[Found]:
 _I = re.IGNORECASE
 # An identifier value: a token with a digit in it (letters, digits, - / .), or digit groups split by single
 # spaces ("130950 7228", "MCD 4409 8812 01"); an optional short letter prefix ("MCD ", "SJH ").
+# more groups after it: digits ("2428 77103 1-2"), an issue number ("3301 66425 2 / 1"), a check letter ("45X 882 117 A")
 _ID_VALUE = (r"(?:[A-Z]{2,4}\s)?(?=[A-Za-z0-9/.-]*\d)[A-Za-z0-9][A-Za-z0-9/.-]*[A-Za-z0-9]"
-             r"(?:\s(?=\d)\d[0-9A-Za-z]{0,5}(?![A-Za-z0-9/.-]*[a-z]))*")
+             r"(?:\s(?:(?=\d)\d[0-9A-Za-z-]{0,5}(?<!-)|/\s?\d{1,2}|[A-Z](?![\w'’]))(?![A-Za-z0-9/.-]*[a-z]))*")
 # label words -> kind; between label and value: up to three short filler words ("no.", "number", "is",
 # "(Italian)", "ID", "member")
 _LABELS = [
@@ -176,15 +177,18 @@ _LABELS = [
     ("id_card", r"(?:national\s+)?ID(?:\s+card)?(?:\s+(?:no|number))?|NIN|Personalausweis|PESEL|Aadhaar|PPS(?:N)?|"
                 r"driv(?:ing|er'?s)\s+licen[cs]e(?:\s+(?:no|number))?|licen[cs]e\s+(?:no|number)|state\s+ID|"
                 r"registration\s+card|residence\s+permit|DNI|NIE|BSN|codice\s+fiscale|SIN|TFN|EHIC|green\s+card"),
-    ("insurance_id", r"(?:insurance|insurer|policy|member(?:ship)?|subscriber|Medicare|Medicaid|MBI|plan|group|"
-                     r"BUPA|AXA(?:\s+PPP)?|Aetna|Cigna|Kaiser|Humana|Vitality|Allianz|health\s+insurance)"
+    ("insurance_id", r"(?:insurance|insurer|policy|member(?:ship)?|mem(?:b)?|subscriber|Medicare|Medicaid|MBI|plan|group|"
+                     r"cert(?:ificate)?|medical\s+(?:card|aid)|GMS(?:\s+card)?|health\s+insurance|"
+                     r"BUPA|AXA(?:\s+PPP)?|Aetna|Cigna|Kaiser|Humana|Vitality|Allianz|Aviva|WPA|Simplyhealth|Anthem|"
+                     r"UHC|UnitedHealthcare|BCBS|Blue\s+(?:Cross|Shield)|Tricare|Laya|Vhi|Irish\s+Life(?:\s+Health)?|"
+                     r"HCF|NIB|Medibank|Discovery(?:\s+Health)?|OHIP|RAMQ|AHCIP|ECHS|CGHS|PMJAY|GHIC)"
                      r"(?:\s+(?:ID|no|number|#|MBI|card))?"),
     ("account", r"(?:bank\s+)?(?:account|acct|a/c)(?:\s+(?:no|number|#))?|IBAN|sort\s+code|roll\s+(?:no|number)|"
                 r"card\s+(?:no|number)|BIC|routing\s+(?:no|number)"),
     ("device_id", r"serial(?:\s+(?:no|number))?|S/?N|asset(?:\s+(?:no|number|tag))?|lot(?:/serial)?|VIN|IMEI|"
                   r"(?:vehicle\s+)?reg(?:istration)?(?:\s+(?:no|number|plate))?|number\s+plate|model\s+no"),
 ]
-_FILLER = r"(?:\s*(?:[:#]|no\.?|number|num|is|was|of|ID|card|\([A-Za-z]{2,12}\))\s*){0,3}"
+_FILLER = r"(?:\s*(?:[:#|]|no\.?|number|num|is|was|of|ID|card|\([A-Za-z]{2,12}\))\s*){0,3}"
 _LABELLED = [(kind, re.compile(rf"\b(?:{label})\b\.?{_FILLER}\s*(?P<v>{_ID_VALUE})", _I)) for kind, label in _LABELS]
 _LABELLED_BEFORE = re.compile(rf"(?P<v>{_ID_VALUE})\s+\((?:{'|'.join(l for _, l in _LABELS)})\)", _I)
 
@@ -225,6 +229,13 @@ _DATES = [
     re.compile(rf"(?<![\w/.-])(?P<v>{_MONTHS}\.?\s+\d{{1,2}}(?:st|nd|rd|th)?)"
                r"(?![\w/.:-]|\s*(?:mg|mcg|ml|%|units?|tablets?|cycles?|doses?)\b)"),
 ]
+# a day and a month in figures where a cue or a time says it is a date: "Appt 14/03 09:30", "02/05 at 14:00",
+# "due 10/22"; not UK durations ("review 2/12" = two months, "3/52" = three weeks, "5/7" = five days)
+_SHORT_DATES = [
+    re.compile(r"(?i:\b(?:on|appt|appointment|due|dated?|booked(?:\s+for)?|until|till|from|starts?|started|since)\s+)"
+               r"(?P<v>(?:0?[1-9]|[12]\d|3[01])/(?:0?[1-9]|1[0-2]|2[0-9]))(?![\w/.-]?\d)"),
+    re.compile(r"(?<![\w/.-])(?P<v>(?:0?[1-9]|[12]\d|3[01])/(?:0?[1-9]|1[0-2]))(?=,?\s+(?:at\s+)?\d{1,2}[:.]\d{2}\b)"),
+]
 _AGE_WORDS = (r"(?:ninety|one\s+hundred)(?:[\s-](?:one|two|three|four|five|six|seven|eight|nine))?")
 _AGES = [
     re.compile(r"(?<![\w.])(?P<v>(?:9\d|1[01]\d)\s*(?:-?\s*(?:years?|yrs?)(?:[\s-]old)?|y/?o\b|yo\b|-?year-old|yr-old|"
@@ -244,13 +255,19 @@ _NAME_TOKEN = (rf"(?:(?:[{_UP}]['’])?[{_UP}][{_LOW}]*[{_LOW}](?:[{_UP}][{_LOW}
                rf"(?:-[{_UP}][{_LOW}'’]*[{_LOW}])*)")
 _UPPER_TOKEN = rf"(?:[{_UP}][{_UP}'’]*[{_UP}](?:-[{_UP}][{_UP}'’]+)*)"
 _PARTICLES = r"(?:(?:van|von|de|der|den|del|da|di|le|la|al|el|bin|ibn|Ní|Nic|Mac|O')\s+)"
-_TITLE = r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Professor|Sr|Rev|Sir|Dame|Lady|Lord)"
+# titles, English and others seen in UK, Irish and international clinics, religious and military ones: "Smt. Lakshmi
+# Iyer", "Dhr. Sjoerd Bakker", "Pani Anna Nowak", "Sister Nomvula", "Lt Col Marcus Reid". A title identifies no one:
+# the scrubber leaves it before [NAME] (feedback.scrub) and the evaluation does not count it (feedback.phi_eval)
+TITLE = _TITLE = (r"(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Professor|Sr|Sra|Srta|Rev|Revd|Sir|Dame|Lady|Lord|Mister|Missus|Sister|"
+          r"Smt|Shri|Shrimati|Sri|Kumari|Pani|Mevr|Mevrouw|Dhr|Herr|Frau|Dna|Doña|Dona|Sig|Signora|Signor|Mme|Mlle|"
+          r"Madame|Monsieur|Aunty|Auntie|Aunt|Uncle|Rabbi|Imam|Pastor|Father|Fr|Canon|Sheikh|Alhaji|Lt|Col|Maj|Capt|Sgt|Cpl|Pte|Brig|Cllr)")
 # SURNAME, Given (Given): "ANAND, Deepa", "O'BRIEN, Siobhan", "van der Berg, Pieter"
 _SURNAME_GIVEN = re.compile(rf"(?<![\w-])(?P<v>{_PARTICLES}?(?:{_UPPER_TOKEN}|{_PARTICLES}{_NAME_TOKEN}),\s+{_NAME_TOKEN}"
                             rf"(?:\s+{_NAME_TOKEN})?)(?!\w)")
 _NAMES = [
     # title + name: "Mrs Lynch", "Dr. Helen Achebe"
-    ("name", re.compile(rf"\b(?P<v>{_TITLE}\.?\s+(?:{_PARTICLES}?{_NAME_TOKEN}\s+){{0,2}}{_PARTICLES}?{_NAME_TOKEN})")),
+    ("name", re.compile(rf"\b(?P<v>{_TITLE}\.?\s+(?:{_TITLE}\.?\s+)?(?:{_PARTICLES}?{_NAME_TOKEN}\s+){{0,2}}"
+                        rf"{_PARTICLES}?{_NAME_TOKEN})")),
     ("name", _SURNAME_GIVEN),
     # two or three capitalised words right before an identifier or an age: "Euan Gray CHI ...",
     # "Winifred Ashby, aged 99", "Lucy Tremaine, NHS ..."
@@ -271,17 +288,8 @@ _CUE_NAME = re.compile(r"(?:^|(?<=[\s(,;:]))(?:i'?m|i\s+am|my\s+name\s+is|name\s
                        r"this\s+is|it'?s|called|named|re:?|for|from|sign(?:ed)?\s*:?|regards,?|thanks,?)\s+"
                        r"(?P<v>[^\W\d_][\w'’]*(?:-[^\W\d_][\w'’]+)*(?:\s+[^\W\d_][\w'’]*(?:-[^\W\d_][\w'’]+)*){0,2})", _I)
 
-# known cancer centres and hospitals named without "Hospital"
-_HOSPITAL_NAMES = (r"(?:the\s+)?(?:Royal\s+)?Marsden|(?:the\s+)?Christie|Clatterbridge|Velindre|Beatson|Ninewells|Freeman|"
-                   r"Addenbrooke'?s|Guy'?s|St\.?\s+Thomas'?|St\.?\s+Bart'?s|Barts|Royal\s+Free|UCLH|Weston\s+Park|"
-                   r"Western\s+General|Mount\s+Vernon|Maggie'?s|Papworth|Royal\s+Brompton|Churchill|Queen\s+Elizabeth|"
-                   r"Aintree|Walsgrave|Raigmore|Aberdeen\s+Royal|Leeds\s+Cancer\s+Centre|Sarah\s+Cannon|Cromwell|"
-                   r"MD\s+Anderson|Dana[\s-]Farber|Memorial\s+Sloan[\s-]Kettering|Sloan[\s-]Kettering|MSKCC|Mayo\s+Clinic|"
-                   r"Mass(?:achusetts)?\s+General|Johns\s+Hopkins|Cleveland\s+Clinic|Fred\s+Hutch(?:inson)?|City\s+of\s+Hope|"
-                   r"Moffitt|Roswell\s+Park|Fox\s+Chase|Huntsman|Peter\s+MacCallum|Princess\s+Margaret|Gustave\s+Roussy|"
-                   r"Charit[eé]|Karolinska|Tata\s+Memorial")
+# hospitals named without "Hospital" are the gazetteer's (feedback/phi_places.txt, feedback.phi_general)
 _HOSPITALS = [
-    re.compile(rf"\b(?P<v>{_HOSPITAL_NAMES})\b"),
     re.compile(r"\b(?P<v>(?:St\.?\s+|Saint\s+)?(?:[A-Z][\w'’-]+\s+){1,4}(?:Hospitals?|Infirmary|Hospice|Medical\s+Cent(?:re|er)|"
                r"Cancer\s+(?:Cent(?:re|er)|Institute|Hospital)|Health\s+Cent(?:re|er)|Clinic|Care\s+Home|Nursing\s+Home|"
                r"Surgery|Oncology\s+Cent(?:re|er)|University\s+Hospital|General\s+Hospital)"
@@ -299,7 +307,7 @@ _ADDRESSES = [
     # [house name / flat,] number + street [, town[, town]][, ST]
     re.compile(rf"(?P<v>(?:(?:Flat|Apt|Apartment|Unit|Suite)\s+\d+\w?,?\s+|(?:The\s+)?(?:{_CAP}\s+){{0,3}}"
                rf"(?:House|Cottage|Farm|Lodge|Forge|Barn|Mill|Court|Manor|Hall|Home|Mansions|Flats),\s+)?"
-               rf"\d{{1,5}}[A-Za-z]?(?:-\d{{1,4}})*,?\s+(?:{_CAP}\s+){{0,3}}{_STREET}\b\.?"
+               rf"(?:\d{{1,4}}[A-Za-z]?/)?\d{{1,5}}[A-Za-z]?(?:-\d{{1,4}})*,?\s+(?:{_CAP}\s+){{0,3}}{_STREET}\b\.?"
                rf"(?:,?\s+(?!(?:{_STREET})\b){_CAP}(?:\s+{_CAP}){{0,2}}){{0,2}}(?:,?\s+[A-Z]{{2}}(?=[\s,]+\d{{5}}))?)"),
     # house name / flat + street name without number: "The Old Forge, Church Lane, Little Brampton"
     re.compile(rf"(?P<v>(?:(?:Flat|Apt|Apartment)\s+\d+\w?|(?:The\s+)?(?:{_CAP}\s+){{1,3}}(?:Court|House|Cottage|Forge|Farm|"
@@ -339,7 +347,7 @@ gardner gault geneva gleason glasgow gorlin graves grey groshong halsted hartman
 hogg homans horner hurthle hürthle irish ivor jeghers jones joseph kaposi karnofsky kernig khorana klatskin
 krukenberg kussmaul lambert lansky lewis lhermitte li lindau lugano lynch madden masaoka mary mckeown meigs memorial
 merkel milan mohs muir murphy nottingham nuys okuda ommaya paget pancoast patey peutz phalen philadelphia pleurx pugh
-pel ebstein rai reed richardson richter romberg ryle salmon schnitzler sezary sézary sister sternberg stokes tinel torre
+pel ebstein bing neel rai reed richardson richter romberg ryle salmon schnitzler sezary sézary sister sternberg stokes tinel torre
 trendelenburg trousseau turcot turner valsalva virchow von waldenstrom waldenström wells wermer wertheim whipple
 wilms zollinger ellison child ann arbor recist iwcll cheson astler coller pap papanicolaou schiller duval wright
 flexner wintersteiner cairo bishop beck stage grade type class score index level phase cycle day week syndrome
@@ -362,7 +370,12 @@ taxotere taxol gemzar alimta navelbine hycamtin onivyde campto eloxatin paraplat
 mitomycin zinecard neulasta neupogen zarzio nivestim accofil lonquex aranesp epogen eprex retacrit zometa xgeva prolia
 aredia bonefos emend akynzeo kytril zofran aloxi varubi clexane fragmin innohep xarelto eliquis lixiana pradaxa
 oramorph oxynorm oxycontin zomorph sevredol durogesic abstral instanyl palexia creon movicol fybogel laxido lactulose
-dulcolax senokot buscopan difflin difflam gelclair mucositis fortisip ensure calogen duraphat""".split())
+dulcolax senokot buscopan difflin difflam gelclair mucositis fortisip ensure calogen duraphat""".split()) | frozenset(
+    # chemotherapy regimens written as words in capitals ("CHUM, FOLFIRI + bevacizumab" is no "SURNAME, GIVEN")
+    # (not the regimens that are also words or names: ICE, RICE, FLAG, BEAM, IDA, DARA)
+    """folfox folfiri folfirinox folfoxiri capox xelox capiri xeliri gemox gemcap abvd beacopp beacopdac chop rchop
+cvp rcvp ecf eox ecx flot bep dhap eshap gdp mvac ddmvac cmf fec tch tchp vdc pcv mopp chlvpp decf tpf repoch
+cvad ivac codox ddac gemcarbo carbotax vtd vrd krd""".split())
 _DRUGLIKE = re.compile(r"(?i)(?:mab|nib|lib|platin|taxel|rubicin|mycin|stine|parib|ciclib|lisib|zomib|lutamide|relix|"
                        r"relin|trozole|stane|fene|fen|tecan|trexate|citabine|uracil|[aeio]mide|sone|solone|micin|vir|cillin|"
                        r"floxacin|azole|setron|pitant|parin|xaban|gatran|dronate|olol|pril|sartan|dipine|itis|oma|"
@@ -382,7 +395,7 @@ _CUE_WORD = re.compile(rf"^(?:[{_UP}]?[{_LOW}'’]+(?:-[{_UP}]?[{_LOW}'’]+)*|(
 # words that follow an eponym, not a person: "Sister Mary Joseph nodule", "Lynch syndrome"
 _EPONYM_NEXT = re.compile(r"^\W{0,2}(?:nodule|node|sign|syndrome|disease|lymphoma|sarcoma|tumou?r|cell|cells|carcinoma|"
                           r"triad|criteria|score|scale|grade|classification|formula|procedure|line|catheter|wort|"
-                          r"macroglobulin\w*|thickness|level|staging|phenomenon|reaction|manoeuvre|maneuver)\b", _I)
+                          r"macroglobulin\w*|thickness|level|staging|phenomenon|reaction|manoeuvre|maneuver|protocol)\b", _I)
 
 
 def _clinical_word(word: str) -> bool:
@@ -440,6 +453,8 @@ def context_spans(text: str) -> list[Found]:
         for m in pattern.finditer(text):
             v = m.group("v")
             digits = sum(c.isdigit() for c in v)
+            if kind == "phone" and re.match(r"\s*(?:mg|mcg|micrograms?|g|ml|units?|iu|mmol|gy)\b", text[m.end("v"):], _I):
+                continue  # a dose ladder: "ramp-up 20-50-100-200-400 mg"
             if kind == "phone" and not (9 <= digits <= 15 or (7 <= digits and re.search(
                     r"(?i)\b(?:ph|tel|phone|mob|mobile|cell|call|text|rang|number|on)\b\W*$", text[:m.start("v")]))):
                 continue
@@ -449,6 +464,11 @@ def context_spans(text: str) -> list[Found]:
                 continue
             _add(found, m, kind)
     _add_all(found, text, _DATES, "date")
+    for pattern in _SHORT_DATES:
+        for m in pattern.finditer(text):
+            day, month = m.group("v").split("/")
+            if not (month in ("7", "12", "52") and int(day) <= 6):  # "2/12", "5/7": durations
+                _add(found, m, "date")
     _add_all(found, text, _AGES, "age_over_89")
     for kind, pattern in _NAMES:
         for m in pattern.finditer(text):
@@ -476,6 +496,8 @@ def context_spans(text: str) -> list[Found]:
         digits = re.sub(r"\D", "", m.group("v"))
         if len(digits) < 7 or (m.group("v")[1:2] in (" ", "-") and len(digits) < 10):
             continue  # one leading digit only in long numbers: "2 69 05 49 588 157 80" (a French insurance number)
+        if re.search(r"(?i:\b(?:SNOMED(?:\s+CT)?|SCTID|LOINC|concept(?:\s+id)?))\s*:?\s*$", text[max(0, m.start() - 20):m.start()]):
+            continue  # a clinical terminology code: "SNOMED 254837009"
         kind = "nhs_number" if len(digits) == 10 and _valid_mod11(digits) else "id_card"
         prefix = _ID_PREFIX.search(text, max(0, m.start() - 8), m.start())
         if prefix and prefix.group(1).upper() not in _LABEL_WORDS:  # "RXR 0091 3344", "HCF 33 918 004"

@@ -30,7 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from core.errors import OncoLoopError, cli_command
-from feedback.phi_rules import Found
+from feedback.phi_rules import TITLE, Found
 
 PLACEHOLDER = {"name": "NAME", "relative_name": "NAME", "dob": "DOB", "date": "DATE", "age_over_89": "AGE",
                "phone": "PHONE", "email": "EMAIL", "address": "ADDRESS", "postcode": "ADDRESS",
@@ -38,7 +38,7 @@ PLACEHOLDER = {"name": "NAME", "relative_name": "NAME", "dob": "DOB", "date": "D
 ENGINE = "oncoloop"  # the engine scrub() uses (feedback.phi.ENGINES)
 CHUNK_CHARS = 20_000  # longer texts are scanned in pieces cut at white space (spaCy's and the rules' cost is linear)
 
-_TITLE = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Professor|Sr|Sister|Rev|Sir|Dame|Lady|Lord)\.?\s+")
+_TITLE = re.compile(rf"\b{TITLE}\.?\s+")
 _DOB_LABEL = re.compile(r"(?i)\b(?:DOB|D\.O\.B\.?|date\s+of\s+birth|birth\s*date|born(?:\s+on)?)\s*(?:is|was|:|-)?\s*$")
 _lock = threading.Lock()
 

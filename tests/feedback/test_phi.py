@@ -60,6 +60,14 @@ def test_recall_on_the_third_extra_dev_messages(dev_records):
     assert r.keep_kept >= 0.98 and r.clean_untouched >= 0.95, (r.lost_keep, r.clean_untouched)
 
 
+def test_recall_on_the_fourth_extra_dev_messages(dev_records):
+    """phi_dev_extra4.jsonl (fifth round, another hand): forms, chats, dictation, tables, insurers and titles of many
+    countries, hospital abbreviations and names without the word Hospital; 0.808 before it was tuned on."""
+    r = _report(read_phi_set(REPO / "data/eval/detectors/phi_dev_extra4.jsonl"))
+    assert r.recall >= 0.95, r.missed
+    assert r.keep_kept >= 0.98 and r.clean_untouched >= 0.8, (r.lost_keep, r.clean_untouched)
+
+
 def test_brand_names_and_eponymous_herbs_are_not_people(dev_records):
     """spaCy's small model calls "Keytruda" a person and "St John's" a name; the clinical vocabulary keeps them."""
     for clean in ("Started Keytruda and Lenvima; check TSH every 6 weeks.", "St John's wort interacts with irinotecan.",

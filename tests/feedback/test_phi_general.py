@@ -214,3 +214,51 @@ def test_context_rules_find_days_without_years_latin_ages_and_canadian_codes(tex
 
     found = [(text[f.start:f.end], f.kind) for f in find_phi(text)]
     assert any(value in v for v, k in found), found
+
+
+@pytest.mark.parametrize("text,value,kind", [
+    ("Referral from OKONKWO, CHIDIEBERE re biopsy", "OKONKWO, CHIDIEBERE", "name"),
+    ("Pt ESPINOZA, ROSALIND M. for port", "ESPINOZA, ROSALIND M.", "name"),
+    ("From: Okeke, Chinonso Ifeanyi", "Okeke, Chinonso Ifeanyi", "name"),
+    ("Surname: O'SULLIVAN-BAPTISTE | Forename(s): Marie-Claire | Exam: US neck", "O'SULLIVAN-BAPTISTE", "name"),
+    ("Surname: O'SULLIVAN-BAPTISTE | Forename(s): Marie-Claire | Exam: US neck", "Marie-Claire", "name"),
+    ("[19:02] Tolu: scan was clear\n[19:03] Femi: thank God", "Tolu", "name"),
+    ("Chidi: she is on the ward\nAdaeze: ok\nChidi: staying in", "Chidi", "name"),
+    ("Siobhra Ní Fhloinn, GMS card holder", "Siobhra Ní Fhloinn", "name"),
+    ("mother of CIARÁN Ó SÚILLEABHÁIN", "CIARÁN Ó SÚILLEABHÁIN", "name"),
+    ("interpreter for Nguyễn Thị Lan on Monday", "Nguyễn Thị Lan", "name"),
+    ("letter from J-F Lemaire, oncologist", "J-F Lemaire", "name"),
+    ("ATTN DR K. ADEYEMI-JONES", "DR K. ADEYEMI-JONES", "name"),
+    ("seen at Derriford last week", "Derriford", "hospital"),
+    ("transferred from treliske overnight", "treliske", "hospital"),
+    ("CT at QEUH, then BHOC for SABR", "QEUH", "hospital"),
+    ("approved at the Mater Private", "the Mater Private", "hospital"),
+    ("moved to nightingale ward", "nightingale ward", "hospital"),
+    ("Postcode: 1013 KP", "1013 KP", "postcode"),
+    ("Postleitzahl 80636, Klinikum", "80636", "postcode"),
+    ("Anna Nagar West, Chennai 600040. Continue imatinib", "600040", "postcode"),
+    ("Home address: Ardnagreina, Kilcrohane, Bantry, Co. Cork", "Ardnagreina, Kilcrohane, Bantry, Co. Cork", "address"),
+    ("Door No. 14/3, Kamarajar Salai, Madurai", "Door No. 14/3, Kamarajar Salai, Madurai", "address"),
+    ("pick-up 15 Cae Glas, Pontypridd", "15 Cae Glas, Pontypridd", "address"),
+    ("Kungsgatan 18, 411 19 Göteborg", "Kungsgatan 18, 411 19 Göteborg", "address"),
+])
+def test_fifth_round_forms_chats_titles_gazetteer_and_codes(text, value, kind):
+    found = _found(text)
+    assert any(value == v or (value in v and kind in ("address", "postcode")) for v, k in found), found
+
+
+@pytest.mark.parametrize("text", [
+    "RECIST, FOLFIRINOX response",  # an acronym and a regimen, not SURNAME, GIVEN
+    "Tumour size at MRI was 3 cm; review 2/12; repeat in 3/52; 5/7 of antibiotics",
+    "Plan: restage after cycle 3. Hx: Hurthle cell lesion",
+    "Sister Mary Joseph nodule on examination",
+    "ASCO/CAP 2018 HER2 testing guideline",
+    "Gleason 4+3=7, PSA 12.4, cT3N2aM0",
+])
+def test_fifth_round_leaves_clinical_text_alone(text):
+    assert not _found(text), _found(text)
+
+
+def test_an_abbreviation_that_is_also_clinical_is_a_hospital_only_after_a_place_word():
+    text = "MRI brain, then transferred to MRI on Tuesday"
+    assert [(f.start, text[f.start:f.end]) for f in merge(general_spans(text)) if f.kind == "hospital"] == [(31, "MRI")]
