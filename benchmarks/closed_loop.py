@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=20, help="questions corrected")
     parser.add_argument("--max-tokens", type=int, default=200)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--no-arms", action="store_true",
+                        help="time the loop only (the four arms take ~10 min more and depend only on the candidate)")
     parser.add_argument("overrides", nargs="*", help="retrain key=value overrides (tuning)")
     args = parser.parse_args(argv)
     home = args.home or Path(tempfile.mkdtemp(prefix="oncoloop-loop-"))
@@ -145,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
             ui.stop()
         gateway.stop()
     loop_s = round(time.monotonic() - t0, 1)
+    if args.no_arms:
+        print(f"\ngate {'PASSED: promoted ' + new if promoted else 'REJECTED ' + candidate}; loop (setup, clinicians, "
+              f"retrain, swap) {loop_s / 60:.1f} min; steps {times}")
+        return 0
     # the fine-tuned arms use the candidate whether or not the gate promoted it (the summary says which)
     arms = {"neither": (champion, False), "retrieval": (champion, True), "fine_tune": (candidate, False),
             "both": (candidate, True)}

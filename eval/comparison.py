@@ -37,7 +37,8 @@ class Comparison:
     online: dict | None = None
     gateway: str = ""
     duration_s: float = 0.0
-    answer_s: dict[str, float] = field(default_factory=dict)  # seconds spent asking, per set
+    # seconds spent asking: per set through a gateway; per version in process (every set in one batched run)
+    answer_s: dict[str, float] = field(default_factory=dict)
     generation: dict = field(default_factory=dict)  # local backend: answers generated / cached, tokens/s
 
     def as_dict(self) -> dict:
@@ -115,16 +116,21 @@ def _compare_local(registry, a: str, b: str, eval_sets: list[EvalSet], cfg: Comp
     engines = open_engines(registry, [a, b], cfg.guard, cfg.retrieval)
     cache = AnswerCache(get_settings().home / "cache" / "answers") if cfg.cache_answers else None
     results, answer_s, cost = {}, {}, {"generated": 0, "cached": 0, "tokens": 0, "seconds": 0.0}
+    # every set in one call per version: the batch refills from the next set instead of draining at each set's end
+    items = [item for s in eval_sets for item in s.items]
+    retrieval = [cfg.retrieval_for(s.name) for s in eval_sets for _ in s.items]
+    answers = {}
+    for vid in (a, b):
+        answers[vid], spent = ask_local(engines[vid], items, cfg.max_tokens, cfg.batch_size, cache,
+                                        label=f"{', '.join(s.name for s in eval_sets)}: {vid}", retrieval=retrieval)
+        cost = {k: cost[k] + spent[k] for k in cost}
+        answer_s[vid] = spent["seconds"]
+    start = 0
     for s in eval_sets:
-        t = time.monotonic()
-        answers = {}
-        for vid in (a, b):
-            answers[vid], spent = ask_local(engines[vid], s.items, cfg.max_tokens, cfg.batch_size, cache,
-                                            label=f"{s.name}: {vid}", retrieval=cfg.retrieval_for(s.name))
-            cost = {k: cost[k] + spent[k] for k in cost}
-        answer_s[s.name] = round(time.monotonic() - t, 1)
-        results[s.name] = score_set(s, answers[a], answers[b], cfg.resamples, cfg.seed, judge, cfg.judge_limit,
-                                    cfg.judge_unparseable, cfg.concurrency)
+        end = start + len(s.items)
+        results[s.name] = score_set(s, answers[a][start:end], answers[b][start:end], cfg.resamples, cfg.seed, judge,
+                                    cfg.judge_limit, cfg.judge_unparseable, cfg.concurrency)
+        start = end
     cost["tokens_per_s"] = round(cost["tokens"] / cost["seconds"], 1) if cost["seconds"] else None
     return results, answer_s, {"backend": "local", "batch_size": cfg.batch_size, **cost}
 

@@ -61,14 +61,16 @@ class AnswerCache:
 
 
 def ask_local(engine, items: list[EvalItem], max_tokens: int, batch_size: int, cache: AnswerCache | None,
-              label: str = "", retrieval: bool = True) -> tuple[list[Answer], dict]:
-    """Answers of an in-process engine to every item, in item order, and what it cost.
+              label: str = "", retrieval: bool | list[bool] = True) -> tuple[list[Answer], dict]:
+    """Answers of an in-process engine to every item, in item order, and what it cost. ``retrieval`` is one
+    flag for all items or one per item (a gate asks every set in one call, so the batch stays full across sets).
 
     Returns:
         The answers, and ``{"generated": n, "cached": n, "tokens": n, "seconds": s}``.
     """
     version = engine.version.id
-    prepared = [engine.prepare(item.messages, EVAL_HEADERS, retrieval) for item in items]
+    flags = retrieval if isinstance(retrieval, list) else [retrieval] * len(items)
+    prepared = [engine.prepare(item.messages, EVAL_HEADERS, flag) for item, flag in zip(items, flags)]
     raw: list[dict | None] = [cache.get(version, p.prompt, max_tokens) if cache else None for p in prepared]
     todo = [i for i, r in enumerate(raw) if r is None]
     started, tokens = time.monotonic(), 0
