@@ -202,8 +202,15 @@ def find_phi(text: str, engine: str = "oncoloop") -> list[Found]:
 _ABBREVIATION = re.compile(r"\s*\(([A-Z][A-Za-z&]{1,7})\)")
 
 
+_CARE_WORD = re.compile(r"(?i:\b(?:hospitals?|infirmary|cent(?:re|er)|clinic|hospice|institute|trust|royal|general|"
+                        r"university|memorial|medical|health))\b")
+
+
 def _abbreviations(text: str, found: list[Found]) -> list[Found]:
-    short = {m.group(1) for f in found if f.kind == "hospital" and (m := _ABBREVIATION.match(text, f.end))}
+    """A bracketed abbreviation after a hospital's name, and its later uses, when the name says it is a care
+    site ("Leicester Royal Infirmary (LRI)"; not a score that NER took for a place: "... Score (SINS)")."""
+    short = {m.group(1) for f in found if f.kind == "hospital" and _CARE_WORD.search(text, f.start, f.end)
+             and (m := _ABBREVIATION.match(text, f.end))}
     if not short:
         return []
     pattern = re.compile(r"(?<![\w&-])(" + "|".join(map(re.escape, sorted(short))) + r")(?![\w&-])")

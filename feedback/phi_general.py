@@ -220,12 +220,16 @@ def _more_name_spans(text: str) -> list[Found]:
         a, b = _base(m.group("a")), _base(m.group("b"))
         if any(_excluded(w) or _clinical_word(w) for w in (a, b)):
             continue
-        capitals = m.group("a").isupper() and len(a) > 3
-        # any surname in capitals with a known given name ("KOWALSKA, Agnieszka"), or both in capitals and
-        # long enough not to be acronyms ("OKONKWO, CHIDIEBERE"; not "CPIC, EMA"); a known surname with any
-        # given name ("Okeke, Chinonso")
-        if not ((capitals and len(b) > 3 and (_known(b, first) or m.group("b").isupper()))
-                or (_known(a, last) and (_known(b, first) or len(b) > 3))):
+        capitals = m.group("a").isupper() and len(a) > 4
+        # any surname in capitals with a known given name ("KOWALSKA, Agnieszka"); both in capitals with one of
+        # them known ("OKONKWO, CHIDIEBERE"; not gene, stage or society lists: "SDHB, SDHD", "IIIA, IIIB",
+        # "NCCN, ESMO"); a known surname with any given name ("Okeke, Chinonso")
+        both_capitals = capitals and m.group("b").isupper() and len(b) > 3 and (_known(a, last) or _known(b, first))
+        # a known surname and an unknown given name only where a name is expected: after a label or at a line's
+        # start ("From: Okeke, Chinonso"; not "Fionnuala Brennan, Oncotype DX")
+        labelled = re.search(r"(?:^|[\n:|(]|\b(?:From|To|Re|Pt|Patient|Name))\s*$", text[max(0, m.start() - 12):m.start()])
+        surname_first = _known(a, last) and (_known(b, first) or (labelled and len(b) > 3 and m.group("b").istitle()))
+        if not ((capitals and _known(b, first)) or both_capitals or surname_first):
             continue
         end = m.end("b")
         c = m.group("c")
@@ -296,7 +300,9 @@ def _field_and_speaker_spans(text: str) -> list[Found]:
         words = [_base(w) for w in m.group("v").split()]
         if any(_excluded(w) or w in _FIELD_WORDS or _clinical_word(w) for w in words):
             continue
-        if m.group("t") or said[m.group("v")] > 1 or _known(words[0], first):
+        # a time stamp, or a label that speaks twice, or a known name among two speakers or more ("Echo: large
+        # pericardial effusion" is a report line)
+        if m.group("t") or said[m.group("v")] > 1 or (_known(words[0], first) and len(said) > 1):
             found.append(Found(*m.span("v"), "name"))
     for m in _IRISH_PARTICLE.finditer(text):
         s = m.start("v")
@@ -644,8 +650,10 @@ _CARE_PLACE = re.compile(
 
 
 _PLACE_TOKEN = re.compile(r"[^\W_][\w'’&.-]*")
-# before an acronym that is also clinical ("MRI", "ARI"); not "at": "tumour size at MRI was 3 cm"
-_PLACE_CUE = re.compile(r"(?i:\b(?:to|from|via|seen\s+at|treated\s+at|admitted\s+at))\s+(?:the\s+)?$")
+# before an acronym that is also clinical ("MRI", "ARI"): a move of the patient, not "at MRI" ("tumour size at MRI")
+# or "from the MRI report"
+_PLACE_CUE = re.compile(r"(?i:\b(?:transferred|admitted|discharged|moved|referred|seen|treated|blue-lighted)\s+"
+                        r"(?:to|from|at|in))\s+$")
 
 
 def _place_key(word: str) -> str:
@@ -673,7 +681,7 @@ def places() -> tuple[frozenset[str], int, frozenset[str], frozenset[str]]:
 def _gazetteer_spans(text: str) -> list[Found]:
     """Hospitals the gazetteer knows: "Derriford", "Groote Schuur", "the Christie" in any case (one word in small
     letters only when it is 7 letters or more: "treliske", not "guy's"), acronyms in capitals ("JCUH", "QEUH"),
-    and acronyms that are also clinical abbreviations only after "to", "from", "seen at" ("transferred to MRI")."""
+    and acronyms that are also clinical abbreviations only after a move of the patient ("transferred to MRI")."""
     names, longest, acronyms, ambiguous = places()
     tokens = list(_PLACE_TOKEN.finditer(text))
     keys = [_place_key(t.group(0)) for t in tokens]

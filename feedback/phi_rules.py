@@ -375,7 +375,9 @@ dulcolax senokot buscopan difflin difflam gelclair mucositis fortisip ensure cal
     # (not the regimens that are also words or names: ICE, RICE, FLAG, BEAM, IDA, DARA)
     """folfox folfiri folfirinox folfoxiri capox xelox capiri xeliri gemox gemcap abvd beacopp beacopdac chop rchop
 cvp rcvp ecf eox ecx flot bep dhap eshap gdp mvac ddmvac cmf fec tch tchp vdc pcv mopp chlvpp decf tpf repoch
-cvad ivac codox ddac gemcarbo carbotax vtd vrd krd""".split())
+cvad ivac codox ddac gemcarbo carbotax vtd vrd krd""".split()) | frozenset(
+    # gene-expression tests and assays written like names ("Brennan, Oncotype DX" is no "Surname, Given")
+    "oncotype mammaprint prosigna endopredict decipher prolaris guardant foundationone signatera".split())
 _DRUGLIKE = re.compile(r"(?i)(?:mab|nib|lib|platin|taxel|rubicin|mycin|stine|parib|ciclib|lisib|zomib|lutamide|relix|"
                        r"relin|trozole|stane|fene|fen|tecan|trexate|citabine|uracil|[aeio]mide|sone|solone|micin|vir|cillin|"
                        r"floxacin|azole|setron|pitant|parin|xaban|gatran|dronate|olol|pril|sartan|dipine|itis|oma|"

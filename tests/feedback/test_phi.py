@@ -68,6 +68,15 @@ def test_recall_on_the_fourth_extra_dev_messages(dev_records):
     assert r.keep_kept >= 0.98 and r.clean_untouched >= 0.8, (r.lost_keep, r.clean_untouched)
 
 
+def test_a_bracketed_abbreviation_is_a_hospital_only_after_a_care_site(dev_records):
+    """The abbreviation of a hospital's name is the hospital wherever it is used; the abbreviation of a score that
+    NER took for a place is not ("Spinal Instability Neoplastic Score (SINS)")."""
+    out = scrub_mod.scrub("Seen at Leicester Royal Infirmary (LRI) on Monday; LRI will send the letter.")
+    assert "LRI" not in out and "Leicester" not in out, out
+    score = "The Spinal Instability Neoplastic Score (SINS) rates location and pain."
+    assert "(SINS)" in scrub_mod.scrub(score)
+
+
 def test_brand_names_and_eponymous_herbs_are_not_people(dev_records):
     """spaCy's small model calls "Keytruda" a person and "St John's" a name; the clinical vocabulary keeps them."""
     for clean in ("Started Keytruda and Lenvima; check TSH every 6 weeks.", "St John's wort interacts with irinotecan.",

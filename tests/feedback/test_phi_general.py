@@ -254,6 +254,12 @@ def test_fifth_round_forms_chats_titles_gazetteer_and_codes(text, value, kind):
     "Sister Mary Joseph nodule on examination",
     "ASCO/CAP 2018 HER2 testing guideline",
     "Gleason 4+3=7, PSA 12.4, cT3N2aM0",
+    # false alarms found on the seed and evaluation answers and the closed loop's corrections during the round
+    "a multigene panel including SDHA, SDHB, SDHC, SDHD, SDHAF2, VHL, RET",
+    "It is subdivided into IIIA, IIIB and IIIC; guidelines (CPIC, EMA) recommend genotyping",
+    "Echo: large pericardial effusion with RV diastolic collapse",
+    "use the gland volume from the MRI report; preferred in NCCN, ESMO and EAU guidance",
+    "Fionnuala, Oncotype DX recurrence score 31; Venkataraman, FEC-T cycle 2",
 ])
 def test_fifth_round_leaves_clinical_text_alone(text):
     assert not _found(text), _found(text)
