@@ -197,7 +197,8 @@ _VIETNAMESE = re.compile(r"(?i)(?<![\w'’-])(?P<a>[^\W\d_]+)\s+(?:thị|thi|vă
 # hyphenated initials and a surname: "J-F Lemaire", "J.-P. Martin"
 _HYPHEN_INITIALS = re.compile(rf"(?<![\w'’.-])[{_UP}]\.?-[{_UP}]\.?\s+(?P<s>[{_UP}][{_LOW}][{_LOW}'’-]+)(?![\w'’-])")
 # a title in capitals, initials and a surname in capitals: "DR K. ADEYEMI-JONES", "MRS J OKAFOR"
-_CAPS_TITLE_NAME = re.compile(rf"\b(?:DR|MR|MRS|MISS|PROF)\.?\s+(?:[{_UP}]\.?\s+){{0,2}}(?P<s>[{_UP}][{_UP}'’-]{{2,}})(?![\w'’-])")
+_CAPS_TITLE_NAME = re.compile(rf"\b(?:DR|MR|MRS|MISS|PROF)\.?\s+(?:[{_UP}]\.?\s+){{0,2}}"
+                              rf"(?P<s>[{_UP}][{_UP}'’-]{{2,}})(?![\w'’-])")
 # Chinese, Japanese or Korean characters in an English message: a name written in its own script ("陳大文")
 _CJK_NAME = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]{2,4}")
 
@@ -276,7 +277,7 @@ _SPEAKER = re.compile(rf"(?m)^(?P<t>\[?\d{{1,2}}[:.]\d{{2}}(?::\d{{2}})?\]?\s*[-
 # Irish surnames with their particles: "Ó Súilleabháin", "Siobhra Ní Fhloinn", "Donncha Ó Laoghaire"
 _IRISH_PARTICLE = re.compile(rf"(?<![\w'’-])(?P<v>(?:[{_UP}][^\W\d_]+\s+)?(?:Ó|Ní|NÍ|Nic|NIC|Uí|UÍ|Mhic|MHIC|Bean\s+Uí)\s+"
                              rf"[{_UP}][^\W\d_'’]*['’]?[^\W\d_]*)(?![\w'’-])")
-# kinship words that label a person, not a form field ("Plan:", "Hx:")
+# words that label a form field or a report line, not a speaker ("Plan:", "Hx:")
 _FIELD_WORDS = frozenset("""plan hx exam subject to from cc dx note notes patient name surname forename address
 postcode diagnosis impression indication history findings request reason summary action actions outcome status result
 results date time ward consultant gp ref re reply answer question update background assessment advice comment
@@ -405,12 +406,15 @@ _TYPES = (r"Street|St|Road|Rd|Route|Avenue|Ave|Lane|Ln|Drive|Dr|Close|Cl|Way|Cou
 _LOWER_TYPES = r"street|st|road|rd|avenue|ave|lane|ln|drive|close|crescent|cres|terrace|gardens|gdns|grove|mews|court|blvd|boulevard"
 _STREET_WORD = r"(?:[A-Z][\w'’.-]*|\d+(?:st|nd|rd|th)|[a-z][\w'’-]*)"
 _STREET = re.compile(
-    rf"(?P<v>(?:(?:[Ff]lat|[Aa]pt|[Aa]partment|[Uu]nit|[Ss]uite|Room)\.?\s+\d+\w?,?\s+|\d{{1,2}}/\d{{1,2}},\s+)?(?:(?:Plot|Door\s+No|H\.?\s?No|House\s+No)\.?\s+)?"
+    # a flat ("Flat 3,", "Room 14,", Glasgow's "0/1,"), a label before the number ("Door No. 14/3", "Plot 22")
+    rf"(?P<v>(?:(?:[Ff]lat|[Aa]pt|[Aa]partment|[Uu]nit|[Ss]uite|Room)\.?\s+\d+\w?,?\s+|\d{{1,2}}/\d{{1,2}},\s+)?"
+    rf"(?:(?:Plot|Door\s+No|H\.?\s?No|House\s+No)\.?\s+)?"
     rf"(?:\d{{1,4}}[A-Za-z]?/)?\d{{1,5}}[A-Za-z]?"
     rf"(?:-\d{{1,4}})?,?\s+(?:{_STREET_WORD}\s+){{0,3}}(?:(?:{_TYPES})|(?i:{_LOWER_TYPES}))\b\.?"
     rf"(?:(?:(?<=Road)|(?<=Route))\s+\d{{1,4}}\b(?![.,]\d))?(?:\s+[NSEW]\b(?!['’]))?"
     rf"(?:,?\s+(?i:apt|apartment|unit|suite|flat|#)\.?\s*\w+)?)")
-_STREET_FIRST = re.compile(r"(?P<v>\b\d{1,5}[A-Za-z]?,?\s+(?:Heol|Ffordd|Stryd|Cae|Maes|Bryn|Llys|Lôn|Parc|Clos|Rhodfa|Rue|Via|Viale|Corso|Piazza|Calle|Avenida|Rua|"
+_STREET_FIRST = re.compile(r"(?P<v>\b\d{1,5}[A-Za-z]?,?\s+(?:Heol|Ffordd|Stryd|Cae|Maes|Bryn|Llys|Lôn|Parc|Clos|Rhodfa|"
+                           r"Rue|Via|Viale|Corso|Piazza|Calle|Avenida|Rua|"
                            r"Chemin|Boulevard|Avenue|Place|Plaza|Camino)\s+(?:(?:d[eu']|de\s+la|des|del|della|y|dos|das)\s*)?"
                            r"[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+){0,2})")
 _HOUSE = re.compile(rf"(?P<v>(?:The\s+)?(?:[A-Z][\w'’-]+\s+){{0,3}}(?:House|Cottages?|Farm|Lodge|Forge|Barn|Mill|Manor|"
@@ -450,7 +454,8 @@ _IRISH_COUNTIES = (r"Carlow|Cavan|Clare|Cork|Donegal|Dublin|Galway|Kerry|Kildare
                    r"Louth|Mayo|Meath|Monaghan|Offaly|Roscommon|Sligo|Tipperary|Waterford|Westmeath|Wexford|Wicklow|"
                    r"Antrim|Armagh|Down|Fermanagh|Londonderry|Derry|Tyrone")
 # Irish rural addresses: townland, village, town, county: "Ardnagreina, Kilcrohane, Bantry, Co. Cork"
-_IRISH_ADDRESS = re.compile(rf"(?P<v>(?:[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+)?,\s+){{1,4}}(?:Co\.?|County)\s+(?:{_IRISH_COUNTIES}))\b")
+_IRISH_ADDRESS = re.compile(rf"(?P<v>(?:[A-Z][\w'’-]+(?:\s+[A-Z][\w'’-]+)?,\s+){{1,4}}(?:Co\.?|County)\s+"
+                            rf"(?:{_IRISH_COUNTIES}))\b")
 _POSTCODE_AU = re.compile(r"\b(?:NSW|VIC|QLD|SA|WA|TAS|NT|ACT|Auckland|Wellington|Christchurch)\s+(?P<v>\d{4})\b(?![.,:/]?\d)")
 _ADDR_WORD = r"(?:\d+(?:st|nd|rd|th)|[^\W\d][\w'’.-]*)"
 _NAMED_WORD = r"(?:[A-Z][\w'’.-]*|\d{1,5}[A-Za-z]?|of|the|on|upon|y|de|la|le|an|am)"
@@ -539,7 +544,8 @@ def _address_spans(text: str) -> list[Found]:
     for m in _CONTINENTAL.finditer(text):
         words = [w.lower() for w in re.findall(r"[^\W\d_]+", m.group("v"))]
         if not any(w in _CLINICAL_WORDS or _DRUGLIKE.search(w) for w in words):
-            closed = re.search(r"(?:\d{3}\s\d{2}|\d{4}-\d{3}|\d{4,5})(?:\s?[A-Z]{2})?\s+\S+$", m.group("v"))  # a postal code and town end it
+            # a postal code and a town end it ("80331 München", "411 19 Göteborg", "4050-180 Porto")
+            closed = re.search(r"(?:\d{3}\s\d{2}|\d{4}-\d{3}|\d{4,5})(?:\s?[A-Z]{2})?\s+\S+$", m.group("v"))
             found.append(Found(m.start("v"), m.end("v") if closed else _towns(text, m.end("v")), "address"))
     for m in list(_STREET.finditer(text)) + list(_HOUSE.finditer(text)) + list(_STREET_FIRST.finditer(text)):
         words = [w.lower() for w in re.findall(r"[A-Za-z]+", m.group("v"))]
