@@ -186,7 +186,8 @@ def _clinical_word(word: str) -> bool:
     return w in _CLINICAL_WORDS or bool(_DRUGLIKE.search(w))
 
 
-# "PETROVIĆ, DRAGAN", "Dvořák, Miroslav": a known surname (or any in capitals), a comma and a known given name
+# "PETROVIĆ, DRAGAN", "Dvořák, Miroslav", "Okeke, Chinonso Ifeanyi": SURNAME, GIVEN (MIDDLE) (I.); which pairs
+# count is decided in _more_name_spans
 _COMMA_NAME = re.compile(rf"(?<![\w'’-])(?P<a>[{_UP}][{_UP}{_LOW}'’-]+),\s+(?P<b>[{_UP}][{_UP}{_LOW}'’-]+)"
                          rf"(?:\s+(?P<c>[{_UP}][{_UP}{_LOW}'’-]+))?(?P<i>\s+[{_UP}]\.?)?(?![\w'’-])")
 # "Patricia 'Trish' Coogan": a known given name, a nickname in quotes or brackets, a surname
@@ -293,7 +294,7 @@ def _field_and_speaker_spans(text: str) -> list[Found]:
         words = [_base(w) for w in _WORD.findall(value)]
         if words and len(words) <= 5 and not any(w in _CLINICAL_WORDS or w in _STOP for w in words):
             found.append(Found(m.start("v"), m.start("v") + len(value), "name"))
-    speakers = [m for m in _SPEAKER.finditer(text)]
+    speakers = list(_SPEAKER.finditer(text))
     said = {}
     for m in speakers:
         said[m.group("v")] = said.get(m.group("v"), 0) + 1
